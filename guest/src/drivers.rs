@@ -1,0 +1,69 @@
+//! Resource type -> driver. Brokers go to their deploy target; streams and consumers to
+//! their bus.
+
+use crate::buses::nats::{consumer, stream};
+use crate::config::broker;
+use crate::error::{Error, Result};
+use crate::model::{BROKER, CONSUMER, Change, Output, Ref, STREAM, Spec};
+use crate::targets::self_hosted;
+
+fn unknown(rtype: &str) -> Error {
+    Error::NotFound(format!("no driver for resource type {rtype:?}: this provider serves {BROKER}, {STREAM} and {CONSUMER}"))
+}
+
+fn broker_cfg(spec: &Spec) -> Result<broker::BrokerCfg> {
+    broker::parse(&spec.name, &spec.config).map_err(Error::Validation)
+}
+
+pub fn create(spec: &Spec) -> Result<Output> {
+    match spec.rtype.as_str() {
+        BROKER => self_hosted::create(spec, &broker_cfg(spec)?),
+        STREAM => stream::create(spec),
+        CONSUMER => consumer::create(spec),
+        t => Err(unknown(t)),
+    }
+}
+
+pub fn read(r: &Ref) -> Result<Output> {
+    match r.rtype.as_str() {
+        BROKER => self_hosted::read(r),
+        STREAM => stream::read(r),
+        CONSUMER => consumer::read(r),
+        t => Err(unknown(t)),
+    }
+}
+
+pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
+    match r.rtype.as_str() {
+        BROKER => self_hosted::update(spec, &broker_cfg(spec)?),
+        STREAM => stream::update(r, spec),
+        CONSUMER => consumer::update(r, spec),
+        t => Err(unknown(t)),
+    }
+}
+
+pub fn delete(r: &Ref) -> Result<()> {
+    match r.rtype.as_str() {
+        BROKER => self_hosted::delete(r),
+        STREAM => stream::delete(r),
+        CONSUMER => consumer::delete(r),
+        t => Err(unknown(t)),
+    }
+}
+
+/// Desired spec against current outputs, without touching the server.
+pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
+    match spec.rtype.as_str() {
+        BROKER => self_hosted::diff(spec, current),
+        STREAM => stream::diff_output(spec, current),
+        CONSUMER => consumer::diff_output(spec, current),
+        t => Err(unknown(t)),
+    }
+}
+
+pub fn sensitive_keys(rtype: &str) -> Result<Vec<String>> {
+    match rtype {
+        BROKER | STREAM | CONSUMER => Ok(vec![]),
+        t => Err(unknown(t)),
+    }
+}

@@ -1,0 +1,105 @@
+//! `deploy_target: self_hosted`: the broker is an existing NATS server we do not own. Create
+//! verifies JetStream answers there and records the endpoint; delete only forgets it.
+
+use crate::bindings::eventbus::iac::nats::Auth;
+use crate::buses::nats::{Js, api_error};
+use crate::config::broker::{self as cfg, BrokerCfg, Credentials};
+use crate::error::{Error, Result};
+use crate::model::{BROKER, Change, Json, Output, Ref, Spec};
+use serde_json::{Value, json};
+
+pub fn provider_id(resource: &str) -> String {
+    format!("self_hosted/{resource}")
+}
+
+fn auth(c: &Option<Credentials>) -> Option<Auth> {
+    c.as_ref().map(|c| match c {
+        Credentials::Token(t) => Auth::Token(t.clone()),
+        Credentials::UserPassword(u, p) => Auth::UserPassword((u.clone(), p.clone())),
+        Credentials::NkeySeed(n) => Auth::NkeySeed(n.clone()),
+        Credentials::Creds(k) => Auth::Creds(k.clone()),
+    })
+}
+
+fn auth_json(c: &Option<Credentials>) -> Value {
+    match c {
+        None => Value::Null,
+        Some(Credentials::Token(t)) => json!({"kind": "token", "token": t}),
+        Some(Credentials::UserPassword(u, p)) => json!({"kind": "user_password", "user": u, "password": p}),
+        Some(Credentials::NkeySeed(n)) => json!({"kind": "nkey", "nkey_seed": n}),
+        Some(Credentials::Creds(k)) => json!({"kind": "creds", "creds": k}),
+    }
+}
+
+/// Asks JetStream for the account info: proves the server is there and has JetStream.
+fn verify(js: &Js, resource: &str) -> Result<Value> {
+    match js.request("INFO", None)? {
+        Ok(v) => Ok(v),
+        Err(e) if e.code == 503 || e.err_code == 10039 => Err(Error::invalid(
+            resource,
+            "config.url",
+            format!("the server answers but JetStream is not enabled for this account ({})", e.description),
+            "start nats-server with -js (or enable jetstream in its config)",
+        )),
+        Err(e) => Err(api_error(resource, "reading JetStream account info", e)),
+    }
+}
+
+fn output(resource: &str, c: &BrokerCfg, js: &Js, info: &Value) -> Output {
+    let mut o = Json::new();
+    o.insert("provider".into(), json!(c.provider));
+    o.insert("deploy_target".into(), json!(c.deploy_target));
+    o.insert("urls".into(), json!(c.urls));
+    o.insert("endpoint".into(), json!(c.urls.first()));
+    o.insert("domain".into(), c.domain.clone().map_or(Value::Null, Value::String));
+    o.insert("auth".into(), auth_json(&c.credentials));
+    o.insert("server_version".into(), json!(js.server_version));
+    o.insert("api_level".into(), info.pointer("/api/level").cloned().unwrap_or(json!(0)));
+    o.insert("identity".into(), Value::Object(c.identity.clone()));
+    Output { name: resource.into(), rtype: BROKER.into(), provider_id: provider_id(resource), outputs: o, sensitive: vec![], status: "running".into() }
+}
+
+pub fn create(spec: &Spec, c: &BrokerCfg) -> Result<Output> {
+    let js = Js::endpoint(&c.urls, auth(&c.credentials), c.domain.clone())?;
+    let info = verify(&js, &spec.name)?;
+    Js::forget(&spec.name);
+    Ok(output(&spec.name, c, &js, &info))
+}
+
+pub fn update(spec: &Spec, c: &BrokerCfg) -> Result<Output> {
+    create(spec, c)
+}
+
+pub fn read(r: &Ref) -> Result<Output> {
+    let js = Js::broker(&r.name)?;
+    let info = verify(&js, &r.name)?;
+    let mut o = Json::new();
+    o.insert("server_version".into(), json!(js.server_version));
+    o.insert("api_level".into(), info.pointer("/api/level").cloned().unwrap_or(json!(0)));
+    Ok(Output { name: r.name.clone(), rtype: BROKER.into(), provider_id: r.provider_id.clone(), outputs: o, sensitive: vec![], status: "running".into() })
+}
+
+/// Nothing to remove: the server is not ours. The record is forgotten.
+pub fn delete(_r: &Ref) -> Result<()> {
+    Ok(())
+}
+
+pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
+    let c = cfg::parse(&spec.name, &spec.config).map_err(Error::Validation)?;
+    let live = current.outputs.get("identity").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for (k, want) in &c.identity {
+        let have = live.get(k).cloned().unwrap_or(Value::Null);
+        if &have != want {
+            let force = k == "provider" || k == "deploy_target";
+            out.push(Change {
+                path: if k == "urls" { "url".into() } else { k.clone() },
+                old: have,
+                new: want.clone(),
+                force_new: force,
+                reason: if force { format!("a broker cannot change its {k} in place") } else { String::new() },
+            });
+        }
+    }
+    Ok(out)
+}

