@@ -1,1 +1,141 @@
-fn main() {}
+//! `eventbus`: plan and apply event-bus infrastructure (NATS JetStream brokers, streams,
+//! consumers) from a wfctl-format infra.yaml, with all provisioning logic sandboxed in a
+//! WebAssembly component.
+
+use clap::{Parser, Subcommand};
+use eventbus_host::commands::{self, Ctx, Exit, Format};
+use eventbus_host::runtime::limits::Limits;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "eventbus", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 success (plan/drift: nothing to change), 1 failure or invalid input, 2 plan/drift found changes.\n\
+Example: NATS_URL=nats://127.0.0.1:4222 eventbus -f examples/bmw/infra.yaml apply")]
+struct Cli {
+    /// The wfctl-format infrastructure file.
+    #[arg(short, long, global = true, default_value = "infra.yaml", env = "EVENTBUS_FILE")]
+    file: PathBuf,
+    /// State file [default: <file's directory>/.eventbus/state.json].
+    #[arg(long, global = true, env = "EVENTBUS_STATE")]
+    state: Option<PathBuf>,
+    /// Output format: text for people, json for programs.
+    #[arg(short, long, global = true, value_enum, default_value = "text")]
+    output: Format,
+    /// The provider component (.wasm) [default: beside this binary, or the cargo build output].
+    #[arg(long, global = true, env = "EVENTBUS_COMPONENT")]
+    component: Option<PathBuf>,
+    /// Seconds to wait for another process's state lock.
+    #[arg(long, global = true, default_value_t = 0)]
+    lock_timeout: u64,
+    /// Sandbox: linear memory per component instance, in MiB.
+    #[arg(long, global = true, default_value_t = 64, env = "EVENTBUS_MEMORY_MIB")]
+    memory_mib: usize,
+    /// Sandbox: wall-clock limit for one call into the component, in seconds.
+    #[arg(long, global = true, default_value_t = 120, env = "EVENTBUS_CALL_TIMEOUT")]
+    call_timeout: u64,
+    /// More logging (-v info, -vv debug, -vvv trace); or set EVENTBUS_LOG.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the file without touching any server: schema, references, routing.
+    Validate,
+    /// Show what apply would change (exit 2 when there are changes).
+    Plan,
+    /// Create, update, replace and delete resources until they match the file.
+    Apply {
+        /// Allow replacing or deleting this protected resource (repeatable; * for all).
+        #[arg(long = "allow-replace", value_name = "NAME")]
+        allow_replace: Vec<String>,
+    },
+    /// Show every resource in state as the server sees it now.
+    Status,
+    /// Compare state with the servers: ghosts and changed fields (exit 2 on drift).
+    Drift,
+    /// Delete every resource in state: consumers, then streams, then brokers.
+    Destroy {
+        /// Allow deleting this protected resource (repeatable; * for all).
+        #[arg(long = "allow-replace", value_name = "NAME")]
+        allow_replace: Vec<String>,
+    },
+    /// Bring an existing stream or consumer under management.
+    Import {
+        /// The resource (module) name to record it under.
+        #[arg(long)]
+        name: String,
+        /// infra.eventbus.stream or infra.eventbus.consumer.
+        #[arg(long = "type")]
+        rtype: String,
+        /// BROKER/STREAM or BROKER/STREAM/CONSUMER.
+        #[arg(long)]
+        id: String,
+    },
+    /// Print the JSON Schema of a resource type's config (all types when omitted).
+    Schema {
+        #[arg(value_name = "TYPE")]
+        rtype: Option<String>,
+    },
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTBUS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let state = cli.state.clone().unwrap_or_else(|| {
+        let dir = cli.file.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        dir.join(".eventbus").join("state.json")
+    });
+    let ctx = Ctx {
+        file: cli.file.clone(),
+        state,
+        output: cli.output,
+        component: cli.component.clone(),
+        lock_timeout: Duration::from_secs(cli.lock_timeout),
+        limits: Limits { memory_bytes: cli.memory_mib << 20, call_timeout: Duration::from_secs(cli.call_timeout.max(1)), ..Limits::default() },
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            std::process::exit(Exit::Failed as i32);
+        }
+    };
+    let result = rt.block_on(async {
+        match &cli.command {
+            Command::Validate => commands::validate::run(&ctx).await,
+            Command::Plan => commands::plan::run(&ctx).await,
+            Command::Apply { allow_replace } => commands::apply::run(&ctx, allow_replace, false).await,
+            Command::Status => commands::status::run(&ctx).await,
+            Command::Drift => commands::drift::run(&ctx).await,
+            Command::Destroy { allow_replace } => commands::apply::run(&ctx, allow_replace, true).await,
+            Command::Import { name, rtype, id } => commands::import::run(&ctx, name, rtype, id).await,
+            Command::Schema { rtype } => commands::schema::run(&ctx, rtype.as_deref()).await,
+        }
+    });
+    let code = match result {
+        Ok(exit) => exit as i32,
+        Err(e) => {
+            if ctx.output == Format::Json {
+                println!("{}", serde_json::json!({"error": format!("{e:#}")}));
+            }
+            eprintln!("error: {e:#}");
+            Exit::Failed as i32
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,30 @@
+//! The capabilities: the only doors out of the sandbox. One module per WIT import, each
+//! owning its policy check. Every denial is a typed error naming the grant to add.
+
+pub mod cloud;
+pub mod http;
+pub mod log;
+pub mod nats;
+pub mod secrets;
+
+use crate::runtime::HostState;
+use crate::runtime::bindings::eventbus::iac::{capability_types, types};
+use crate::runtime::limits::Limits;
+
+pub use capability_types::CapError;
+
+/// Everything every store shares: grants, connections, secrets, limits.
+pub struct Caps {
+    pub nats: nats::NatsCap,
+    pub secrets: secrets::SecretStore,
+    pub limits: Limits,
+}
+
+impl Caps {
+    pub fn new(nats: nats::NatsCap, secrets: secrets::SecretStore, limits: Limits) -> Caps {
+        Caps { nats, secrets, limits }
+    }
+}
+
+impl types::Host for HostState {}
+impl capability_types::Host for HostState {}

@@ -1,0 +1,145 @@
+//! The CLI's subcommands, one file each, sharing the session set-up here: read infra.yaml,
+//! grant what it declares, load the component, initialize the provider.
+
+pub mod apply;
+pub mod drift;
+pub mod import;
+pub mod plan;
+pub mod schema;
+pub mod status;
+pub mod validate;
+
+use crate::caps::nats::NatsCap;
+use crate::caps::secrets::SecretStore;
+use crate::caps::Caps;
+use crate::infra::{self, Diag, Infra};
+use crate::runtime::limits::Limits;
+use crate::runtime::{self, Guest, Runtime, wit};
+use crate::state::State;
+use anyhow::{Result, anyhow};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Process exit codes: 0 done (or nothing to change), 1 failed, 2 changes or drift present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Failed = 1,
+    Changes = 2,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub file: PathBuf,
+    pub state: PathBuf,
+    pub output: Format,
+    pub component: Option<PathBuf>,
+    pub lock_timeout: Duration,
+    pub limits: Limits,
+}
+
+pub struct Session {
+    pub infra: Infra,
+    pub rt: Runtime,
+    pub guest: Guest,
+}
+
+impl Session {
+    /// A working instance: the old one if healthy, a fresh one after a trap.
+    pub async fn guest(&mut self) -> Result<&mut Guest> {
+        if self.guest.poisoned {
+            self.guest = self.rt.instance().await?;
+            let cfg = self.infra.provider_config.to_string();
+            self.guest.initialize(&cfg).await?.map_err(|e| anyhow!(runtime::error_text(&e)))?;
+        }
+        Ok(&mut self.guest)
+    }
+}
+
+/// Input problems, printed the way the output format asks; always exit 1.
+pub fn report_diags(ctx: &Ctx, diags: &[Diag]) -> Exit {
+    match ctx.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"valid": false, "diagnostics": diags})).unwrap_or_default()),
+        Format::Text => {
+            for d in diags {
+                eprintln!("error: {d}");
+            }
+            eprintln!("{} problem{} found; nothing was changed.", diags.len(), if diags.len() == 1 { "" } else { "s" });
+        }
+    }
+    Exit::Failed
+}
+
+/// Guest validation diagnostics, with the file and each resource's type added.
+pub fn guest_diags(infra: &Infra, e: &wit::ProviderError) -> Option<Vec<Diag>> {
+    let wit::ProviderError::Validation(list) = e else { return None };
+    Some(
+        list.iter()
+            .map(|d| Diag {
+                file: infra.display_name(),
+                resource: d.resource.clone(),
+                rtype: infra.type_of(&d.resource),
+                path: d.path.clone(),
+                message: d.message.clone(),
+                fix: d.fix.clone(),
+            })
+            .collect(),
+    )
+}
+
+pub enum Opened {
+    Ready(Box<Session>),
+    Invalid(Vec<Diag>),
+}
+
+/// Reads infra.yaml and starts the component with the grants the file and state imply.
+pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
+    let secrets = SecretStore::default();
+    let infra = match infra::load(&ctx.file, &secrets)? {
+        Ok(i) => i,
+        Err(d) => return Ok(Opened::Invalid(d)),
+    };
+    let nats = NatsCap::default();
+    for u in &infra.nats_grants {
+        nats.grant(u);
+    }
+    if let Some(st) = state {
+        for r in st.data.resources.iter().filter(|r| r.rtype == "infra.eventbus") {
+            if let Some(urls) = r.outputs.get("urls").and_then(Value::as_array) {
+                for u in urls.iter().filter_map(Value::as_str) {
+                    nats.grant(u);
+                }
+            }
+            nats.register_broker(&r.name, &r.outputs);
+        }
+    }
+    let caps = Arc::new(Caps::new(nats, secrets, ctx.limits.clone()));
+    let wasm = runtime::component_path(ctx.component.as_deref())?;
+    let rt = Runtime::new(&wasm, caps)?;
+    tracing::debug!(source = ?rt.source, elapsed = ?rt.load_time, "component loaded");
+    let mut guest = rt.instance().await?;
+    if let Err(e) = guest.initialize(&infra.provider_config.to_string()).await? {
+        if let Some(d) = guest_diags(&infra, &e) {
+            return Ok(Opened::Invalid(d.into_iter().map(|mut d| {
+                d.resource = infra.provider_module.clone();
+                d.rtype = "iac.provider".into();
+                d
+            }).collect()));
+        }
+        return Err(anyhow!(runtime::error_text(&e)));
+    }
+    Ok(Opened::Ready(Box::new(Session { infra, rt, guest })))
+}
+
+/// Parses a JSON text from the guest, falling back to a string.
+pub fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
