@@ -1,0 +1,31 @@
+# Every developer task. `./dev <recipe>` installs what is missing first.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export PATH := justfile_directory() + "/.venv/bin:" + env_var('PATH')
+
+# List the recipes.
+default:
+    @just --list
+
+# Build the component (wasm32-wasip2) and the host CLI.
+build:
+    cargo build -p eventbus-guest --target wasm32-wasip2 --release
+    cargo build -p eventbus-host
+
+# The main job: a local nats-server, then plan, apply and status of the pilot (examples/bmw).
+demo: build
+    scripts/demo.sh examples/bmw/infra.yaml
+
+# Every test: the guest's and host's unit tests, then the end-to-end suites against real servers.
+test: build
+    cargo test --workspace --no-fail-fast
+
+# Prove the .wasm is a real component (prints the component header and its world).
+inspect: build
+    scripts/inspect-component.sh target/wasm32-wasip2/release/eventbus_guest.wasm
+
+# Lint as CI would.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy -p eventbus-host -p eventbus-tests -- -D warnings
