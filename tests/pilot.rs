@@ -249,6 +249,23 @@ fn assert_rejected(server: &NatsServer, project: &Project, resource: &str, field
     );
 }
 
+/// One mistake must not produce diagnostics about other, valid resources (for example a
+/// consumer told its stream is "not declared" because the declared stream has a bad field).
+#[track_caller]
+fn assert_only_resource_diagnosed(project: &Project, resource: &str) {
+    let out = project.run_json(&["validate"]);
+    out.expect_code(1);
+    let v = out.json();
+    let others: Vec<&Value> = array(&v["diagnostics"], &out)
+        .iter()
+        .filter(|d| d["resource"] != resource)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "only `{resource}` is wrong, yet other resources are diagnosed: {others:#?}\n{out}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // plan / apply on the pilot
 
@@ -429,6 +446,7 @@ fn immutable_change_plans_as_replace_with_reason() {
     edit_module(&project, STREAM_MODULE, "max_age: 168h\n", "max_age: 168h\n      storage: file\n");
     apply_ok(&project);
     assert_eq!(js.stream_config(STREAM)["storage"], json!("file"));
+    let created_before = js.stream_info(STREAM).unwrap()["created"].clone();
 
     edit_module(&project, STREAM_MODULE, "storage: file", "storage: memory");
 
@@ -469,7 +487,9 @@ fn immutable_change_plans_as_replace_with_reason() {
     }
 
     apply_ok(&project);
-    let cfg = js.stream_config(STREAM);
+    let info = js.stream_info(STREAM).expect("the stream exists after the replace");
+    assert_ne!(info["created"], created_before, "the stream was not recreated: {info}");
+    let cfg = info["config"].clone();
     assert_eq!(cfg["storage"], json!("memory"), "{cfg}");
     assert_eq!(string_list(&cfg["subjects"]), vec!["bmw.>".to_string()], "{cfg}");
     assert_pilot_consumers_on_server(&js);
@@ -529,6 +549,7 @@ fn unknown_consumer_key_is_rejected() {
     let project = Project::pilot(server.url());
     edit_module(&project, "bmw-orders-intake", "max_deliver: 5", "max_delivr: 5");
     assert_rejected(&server, &project, "bmw-orders-intake", "max_delivr");
+    assert_only_resource_diagnosed(&project, "bmw-orders-intake");
 }
 
 /// A consumer without stream_name is refused, naming the resource and `stream_name`.
@@ -538,6 +559,7 @@ fn missing_stream_name_is_rejected() {
     let project = Project::pilot(server.url());
     edit_module(&project, "bmw-payment-capture", "      stream_name: BMW_FULFILLMENT\n", "");
     assert_rejected(&server, &project, "bmw-payment-capture", "stream_name");
+    assert_only_resource_diagnosed(&project, "bmw-payment-capture");
 }
 
 /// A duration that is not a duration (`max_age: 7 days`) is refused, naming `max_age`.
@@ -547,6 +569,8 @@ fn malformed_duration_is_rejected() {
     let project = Project::pilot(server.url());
     edit_module(&project, STREAM_MODULE, "max_age: 168h", "max_age: 7 days");
     assert_rejected(&server, &project, STREAM_MODULE, "max_age");
+    // The stream is declared, only one of its fields is bad: its six consumers are fine.
+    assert_only_resource_diagnosed(&project, STREAM_MODULE);
 }
 
 /// A consumer whose stream_name names a stream no resource declares is refused.
