@@ -167,24 +167,74 @@ fn edit_module(project: &Project, module: &str, from: &str, to: &str) {
         1,
         "test setup: expected exactly one `{from}` in module {module}:\n{block}"
     );
-    let new_text = format!("{}{}{}", &text[..start], block.replacen(from, to, 1), &text[end..]);
+    let new_text = format!(
+        "{}{}{}",
+        &text[..start],
+        block.replacen(from, to, 1),
+        &text[end..]
+    );
     project.write_infra(&new_text);
+}
+
+/// Delete module `module`'s whole block from infra.yaml.
+#[track_caller]
+fn remove_module(project: &Project, module: &str) {
+    let text = project.infra();
+    let header = format!("  - name: {module}\n");
+    let start = text
+        .find(&header)
+        .unwrap_or_else(|| panic!("test setup: no module {module} in infra.yaml"));
+    let body_start = start + header.len();
+    let end = text[body_start..]
+        .find("  - name: ")
+        .map(|i| body_start + i)
+        .unwrap_or(text.len());
+    project.write_infra(&format!("{}{}", &text[..start], &text[end..]));
 }
 
 /// Checks every consumer of the pilot on the server against what the pilot declares.
 #[track_caller]
 fn assert_pilot_consumers_on_server(js: &JetStream) {
-    assert_eq!(js.consumer_names(STREAM), consumer_names_sorted(), "consumers on the server");
+    assert_eq!(
+        js.consumer_names(STREAM),
+        consumer_names_sorted(),
+        "consumers on the server"
+    );
     for c in &PILOT_CONSUMERS {
         let cfg = js.consumer_config(STREAM, c.name);
         let want_filters: Vec<String> = c.filter.iter().map(|s| s.to_string()).collect();
-        assert_eq!(consumer_filters(&cfg), want_filters, "{} filter: {cfg}", c.name);
-        assert_eq!(cfg["ack_policy"], json!(c.ack_policy), "{} ack_policy: {cfg}", c.name);
-        assert_eq!(cfg["deliver_policy"], json!(c.deliver_policy), "{} deliver_policy: {cfg}", c.name);
-        assert_eq!(cfg["max_deliver"], json!(c.max_deliver), "{} max_deliver: {cfg}", c.name);
+        assert_eq!(
+            consumer_filters(&cfg),
+            want_filters,
+            "{} filter: {cfg}",
+            c.name
+        );
+        assert_eq!(
+            cfg["ack_policy"],
+            json!(c.ack_policy),
+            "{} ack_policy: {cfg}",
+            c.name
+        );
+        assert_eq!(
+            cfg["deliver_policy"],
+            json!(c.deliver_policy),
+            "{} deliver_policy: {cfg}",
+            c.name
+        );
+        assert_eq!(
+            cfg["max_deliver"],
+            json!(c.max_deliver),
+            "{} max_deliver: {cfg}",
+            c.name
+        );
         // Managed consumers must be durable: a named ephemeral consumer is reaped by the
         // server after its inactive threshold and would vanish behind the CLI's back.
-        assert_eq!(cfg["durable_name"], json!(c.name), "{} must be durable: {cfg}", c.name);
+        assert_eq!(
+            cfg["durable_name"],
+            json!(c.name),
+            "{} must be durable: {cfg}",
+            c.name
+        );
     }
 }
 
@@ -200,7 +250,10 @@ fn assert_rejected(server: &NatsServer, project: &Project, resource: &str, field
     out.expect_code(1);
     let text = out.text();
     for needle in ["infra.yaml", resource, field] {
-        assert!(text.contains(needle), "validate output does not name `{needle}`\n{out}");
+        assert!(
+            text.contains(needle),
+            "validate output does not name `{needle}`\n{out}"
+        );
     }
 
     // validate, JSON: valid=false and a diagnostic pointing at resource + field, with a fix.
@@ -211,7 +264,9 @@ fn assert_rejected(server: &NatsServer, project: &Project, resource: &str, field
     let diags = array(&v["diagnostics"], &out);
     let d = diags
         .iter()
-        .find(|d| d["resource"] == resource && d["path"].as_str().is_some_and(|p| p.contains(field)))
+        .find(|d| {
+            d["resource"] == resource && d["path"].as_str().is_some_and(|p| p.contains(field))
+        })
         .unwrap_or_else(|| {
             panic!("no diagnostic for resource `{resource}` at a path naming `{field}`\n{out}")
         });
@@ -219,14 +274,23 @@ fn assert_rejected(server: &NatsServer, project: &Project, resource: &str, field
         d["file"].as_str().is_some_and(|f| f.contains("infra.yaml")),
         "diagnostic does not name the file: {d}"
     );
-    assert!(d["message"].as_str().is_some_and(|m| !m.trim().is_empty()), "empty message: {d}");
-    assert!(d["fix"].as_str().is_some_and(|m| !m.trim().is_empty()), "empty fix: {d}");
+    assert!(
+        d["message"].as_str().is_some_and(|m| !m.trim().is_empty()),
+        "empty message: {d}"
+    );
+    assert!(
+        d["fix"].as_str().is_some_and(|m| !m.trim().is_empty()),
+        "empty fix: {d}"
+    );
 
     // plan, text: exit 1, diagnostics on stderr.
     let out = project.run(&["plan"]);
     out.expect_code(1);
     for needle in ["infra.yaml", resource, field] {
-        assert!(out.stderr.contains(needle), "plan stderr does not name `{needle}`\n{out}");
+        assert!(
+            out.stderr.contains(needle),
+            "plan stderr does not name `{needle}`\n{out}"
+        );
     }
 
     // plan, JSON: exit 1 with {"valid": false, "diagnostics": [...]} on stdout.
@@ -235,7 +299,9 @@ fn assert_rejected(server: &NatsServer, project: &Project, resource: &str, field
     let v = out.json();
     assert_eq!(v["valid"], json!(false), "{out}");
     assert!(
-        array(&v["diagnostics"], &out).iter().any(|d| d["resource"] == resource),
+        array(&v["diagnostics"], &out)
+            .iter()
+            .any(|d| d["resource"] == resource),
         "plan JSON diagnostics do not name `{resource}`\n{out}"
     );
 
@@ -278,12 +344,19 @@ fn pilot_plan_has_eight_creates_in_dependency_order() {
     let (out, plan) = plan_json(&project, 2);
     let actions = array(&plan["actions"], &out);
     assert_eq!(actions.len(), 8, "{out}");
-    assert!(actions.iter().all(|a| a["action"] == "create"), "all creates\n{out}");
+    assert!(
+        actions.iter().all(|a| a["action"] == "create"),
+        "all creates\n{out}"
+    );
     assert_eq!(plan["summary"]["create"], json!(8), "{out}");
 
     assert_eq!(actions[0]["name"], json!(BROKER), "broker first\n{out}");
     assert_eq!(actions[0]["type"], json!(TYPE_BROKER), "{out}");
-    assert_eq!(actions[1]["name"], json!(STREAM_MODULE), "stream second\n{out}");
+    assert_eq!(
+        actions[1]["name"],
+        json!(STREAM_MODULE),
+        "stream second\n{out}"
+    );
     assert_eq!(actions[1]["type"], json!(TYPE_STREAM), "{out}");
 
     let mut rest = names_of(&actions[2..]);
@@ -291,10 +364,17 @@ fn pilot_plan_has_eight_creates_in_dependency_order() {
     let mut want: Vec<String> = consumer_modules().iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(rest, want, "the six consumers come last\n{out}");
-    assert!(actions[2..].iter().all(|a| a["type"] == TYPE_CONSUMER), "{out}");
+    assert!(
+        actions[2..].iter().all(|a| a["type"] == TYPE_CONSUMER),
+        "{out}"
+    );
 
     // Planning is read-only.
-    assert_eq!(js.stream_names(), Vec::<String>::new(), "plan must not create anything");
+    assert_eq!(
+        js.stream_names(),
+        Vec::<String>::new(),
+        "plan must not create anything"
+    );
 }
 
 /// Applying the pilot creates the stream and exactly its six consumers on the server, with
@@ -310,11 +390,23 @@ fn pilot_apply_creates_everything_on_the_server() {
 
     assert_eq!(js.stream_names(), vec![STREAM.to_string()]);
     let cfg = js.stream_config(STREAM);
-    assert_eq!(string_list(&cfg["subjects"]), vec!["bmw.>".to_string()], "{cfg}");
-    assert_eq!(cfg["max_age"], json!(hours_ns(168)), "max_age 168h in ns: {cfg}");
+    assert_eq!(
+        string_list(&cfg["subjects"]),
+        vec!["bmw.>".to_string()],
+        "{cfg}"
+    );
+    assert_eq!(
+        cfg["max_age"],
+        json!(hours_ns(168)),
+        "max_age 168h in ns: {cfg}"
+    );
     assert_eq!(cfg["max_age"], json!(604_800_000_000_000u64), "{cfg}");
     assert_eq!(cfg["retention"], json!("limits"), "{cfg}");
-    assert_eq!(cfg["storage"], json!("file"), "default storage is file: {cfg}");
+    assert_eq!(
+        cfg["storage"],
+        json!("file"),
+        "default storage is file: {cfg}"
+    );
 
     assert_pilot_consumers_on_server(&js);
 }
@@ -342,7 +434,11 @@ fn second_apply_after_apply_changes_nothing() {
     let created_before = js.stream_info(STREAM).unwrap()["created"].clone();
 
     let v = apply_ok(&project);
-    assert_eq!(v["results"], json!([]), "second apply should have nothing to do: {v}");
+    assert_eq!(
+        v["results"],
+        json!([]),
+        "second apply should have nothing to do: {v}"
+    );
     assert_eq!(
         js.stream_info(STREAM).unwrap()["created"],
         created_before,
@@ -403,7 +499,12 @@ fn mutable_change_plans_and_applies_as_update() {
     apply_ok(&project);
     let created_before = js.consumer_info(STREAM, "orders-intake").unwrap()["created"].clone();
 
-    edit_module(&project, "bmw-orders-intake", "max_deliver: 5", "max_deliver: 7");
+    edit_module(
+        &project,
+        "bmw-orders-intake",
+        "max_deliver: 5",
+        "max_deliver: 7",
+    );
 
     let (out, plan) = plan_json(&project, 2);
     let actions = array(&plan["actions"], &out);
@@ -429,9 +530,14 @@ fn mutable_change_plans_and_applies_as_update() {
     assert_eq!(v["results"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v["results"][0]["action"], json!("update"), "{v}");
 
-    let info = js.consumer_info(STREAM, "orders-intake").expect("consumer still exists");
+    let info = js
+        .consumer_info(STREAM, "orders-intake")
+        .expect("consumer still exists");
     assert_eq!(info["config"]["max_deliver"], json!(7), "{info}");
-    assert_eq!(info["created"], created_before, "updated in place, not recreated: {info}");
+    assert_eq!(
+        info["created"], created_before,
+        "updated in place, not recreated: {info}"
+    );
 
     let (out, plan) = plan_json(&project, 0);
     assert_eq!(plan["actions"], json!([]), "{out}");
@@ -443,7 +549,12 @@ fn mutable_change_plans_and_applies_as_update() {
 fn immutable_change_plans_as_replace_with_reason() {
     let (_server, project, js) = pilot();
     // Start from an explicit `storage: file` so the change is file -> memory.
-    edit_module(&project, STREAM_MODULE, "max_age: 168h\n", "max_age: 168h\n      storage: file\n");
+    edit_module(
+        &project,
+        STREAM_MODULE,
+        "max_age: 168h\n",
+        "max_age: 168h\n      storage: file\n",
+    );
     apply_ok(&project);
     assert_eq!(js.stream_config(STREAM)["storage"], json!("file"));
     let created_before = js.stream_info(STREAM).unwrap()["created"].clone();
@@ -482,16 +593,28 @@ fn immutable_change_plans_as_replace_with_reason() {
                 "consumer {name} must survive the stream replace, not be {}\n{out}",
                 a["action"]
             );
-            assert!(i > si, "consumer {name} is planned before its stream\n{out}");
+            assert!(
+                i > si,
+                "consumer {name} is planned before its stream\n{out}"
+            );
         }
     }
 
     apply_ok(&project);
-    let info = js.stream_info(STREAM).expect("the stream exists after the replace");
-    assert_ne!(info["created"], created_before, "the stream was not recreated: {info}");
+    let info = js
+        .stream_info(STREAM)
+        .expect("the stream exists after the replace");
+    assert_ne!(
+        info["created"], created_before,
+        "the stream was not recreated: {info}"
+    );
     let cfg = info["config"].clone();
     assert_eq!(cfg["storage"], json!("memory"), "{cfg}");
-    assert_eq!(string_list(&cfg["subjects"]), vec!["bmw.>".to_string()], "{cfg}");
+    assert_eq!(
+        string_list(&cfg["subjects"]),
+        vec!["bmw.>".to_string()],
+        "{cfg}"
+    );
     assert_pilot_consumers_on_server(&js);
 
     let (out, plan) = plan_json(&project, 0);
@@ -523,20 +646,188 @@ fn destroy_removes_consumers_then_stream_then_broker() {
     let stream_pos = pos(STREAM_MODULE);
     let broker_pos = pos(BROKER);
     for m in consumer_modules() {
-        assert!(pos(m) < stream_pos, "consumer {m} deleted after the stream\n{out}");
+        assert!(
+            pos(m) < stream_pos,
+            "consumer {m} deleted after the stream\n{out}"
+        );
     }
-    assert!(stream_pos < broker_pos, "stream deleted after the broker\n{out}");
+    assert!(
+        stream_pos < broker_pos,
+        "stream deleted after the broker\n{out}"
+    );
     assert_eq!(broker_pos, 7, "the broker is last\n{out}");
 
-    assert_eq!(js.stream_names(), Vec::<String>::new(), "no stream left on the server");
+    assert_eq!(
+        js.stream_names(),
+        Vec::<String>::new(),
+        "no stream left on the server"
+    );
 
     let out = project.run_json(&["status"]);
     out.expect_code(0);
-    assert_eq!(out.json()["resources"], json!([]), "state still holds resources\n{out}");
+    assert_eq!(
+        out.json()["resources"],
+        json!([]),
+        "state still holds resources\n{out}"
+    );
 
     // With the state empty, the pilot plans as eight creates again.
     let (out, plan) = plan_json(&project, 2);
     assert_eq!(plan["summary"]["create"], json!(8), "{out}");
+}
+
+/// Removing a consumer from the file plans exactly one delete, and apply removes it from the
+/// server while the rest stays.
+#[test]
+fn removed_consumer_plans_as_delete_and_apply_deletes_it() {
+    let (_server, project, js) = pilot();
+    apply_ok(&project);
+
+    remove_module(&project, "bmw-audit-log");
+
+    let (out, plan) = plan_json(&project, 2);
+    let actions = array(&plan["actions"], &out);
+    assert_eq!(actions.len(), 1, "{out}");
+    assert_eq!(actions[0]["action"], json!("delete"), "{out}");
+    assert_eq!(actions[0]["name"], json!("bmw-audit-log"), "{out}");
+    assert_eq!(actions[0]["type"], json!(TYPE_CONSUMER), "{out}");
+
+    let v = apply_ok(&project);
+    assert_eq!(v["results"].as_array().map(Vec::len), Some(1), "{v}");
+    let mut want = consumer_names_sorted();
+    want.retain(|n| n != "audit-log");
+    assert_eq!(js.consumer_names(STREAM), want);
+    assert!(js.stream_info(STREAM).is_some(), "the stream stays");
+
+    let (out, plan) = plan_json(&project, 0);
+    assert_eq!(plan["actions"], json!([]), "{out}");
+}
+
+/// Removing the stream and its consumers from the file plans deletes in reverse dependency
+/// order (every consumer before the stream), and apply empties the server.
+#[test]
+fn removed_stream_and_consumers_delete_consumers_first() {
+    let (_server, project, js) = pilot();
+    apply_ok(&project);
+
+    remove_module(&project, STREAM_MODULE);
+    for m in consumer_modules() {
+        remove_module(&project, m);
+    }
+
+    let (out, plan) = plan_json(&project, 2);
+    let actions = array(&plan["actions"], &out);
+    assert_eq!(actions.len(), 7, "{out}");
+    assert!(actions.iter().all(|a| a["action"] == "delete"), "{out}");
+    assert_eq!(
+        actions[6]["name"],
+        json!(STREAM_MODULE),
+        "the stream is deleted last\n{out}"
+    );
+
+    let v = apply_ok(&project);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 7, "{v}");
+    assert_eq!(results[6]["name"], json!(STREAM_MODULE), "{v}");
+    assert_eq!(js.stream_names(), Vec::<String>::new());
+
+    let out = project.run_json(&["status"]);
+    let resources = out.json()["resources"].clone();
+    assert_eq!(
+        names_of(array(&resources, &out)),
+        vec![BROKER.to_string()],
+        "{out}"
+    );
+}
+
+/// A failed action does not stop apply: the rest is applied and recorded, the failure is
+/// reported with its error, apply exits 1, and the next plan holds only the failed create.
+#[test]
+fn apply_keeps_going_after_a_failure_and_records_only_successes() {
+    let (_server, project, js) = pilot();
+    // Valid on paper, refused by a single (non-clustered) server at create time.
+    let mut yaml = project.infra();
+    yaml.push_str(
+        "
+  - name: bmw-replicated
+    type: infra.eventbus.stream
+    config:
+      iac_provider: eventbus
+      broker_ref: bmw-eventbus
+      name: BMW_REPLICATED
+      subjects: [\"replicated.>\"]
+      num_replicas: 3
+",
+    );
+    project.write_infra(&yaml);
+    project.run(&["validate"]).expect_code(0);
+
+    let out = project.run_json(&["apply"]);
+    out.expect_code(1);
+    let v = out.json();
+    let results = array(&v["results"], &out);
+    assert_eq!(results.len(), 9, "every planned action is reported\n{out}");
+    for r in results {
+        if r["name"] == "bmw-replicated" {
+            assert_eq!(r["ok"], json!(false), "{out}");
+            assert!(
+                r["error"].as_str().is_some_and(|e| !e.trim().is_empty()),
+                "a failure carries its error\n{out}"
+            );
+        } else {
+            assert_eq!(
+                r["ok"],
+                json!(true),
+                "{} should have been applied\n{out}",
+                r["name"]
+            );
+        }
+    }
+
+    assert_eq!(js.stream_names(), vec![STREAM.to_string()]);
+    assert_pilot_consumers_on_server(&js);
+
+    let (out, plan) = plan_json(&project, 2);
+    let actions = array(&plan["actions"], &out);
+    assert_eq!(actions.len(), 1, "only the failed create is left\n{out}");
+    assert_eq!(actions[0]["action"], json!("create"), "{out}");
+    assert_eq!(actions[0]["name"], json!("bmw-replicated"), "{out}");
+}
+
+/// A protected stream is not replaced without `--allow-replace`: apply exits 1 and changes
+/// nothing; with `--allow-replace bmw-stream` the replace goes through.
+#[test]
+fn protected_stream_replace_needs_allow_replace() {
+    let (_server, project, js) = pilot();
+    edit_module(
+        &project,
+        STREAM_MODULE,
+        "max_age: 168h\n",
+        "max_age: 168h\n      protected: true\n      storage: file\n",
+    );
+    apply_ok(&project);
+    let created_before = js.stream_info(STREAM).unwrap()["created"].clone();
+
+    edit_module(&project, STREAM_MODULE, "storage: file", "storage: memory");
+
+    let out = project.run(&["apply"]);
+    out.expect_code(1);
+    assert!(
+        out.text().contains("--allow-replace"),
+        "the refusal says how to override\n{out}"
+    );
+    let info = js.stream_info(STREAM).expect("stream untouched");
+    assert_eq!(
+        info["created"], created_before,
+        "a refused replace must change nothing"
+    );
+    assert_eq!(info["config"]["storage"], json!("file"));
+    assert_pilot_consumers_on_server(&js);
+
+    let out = project.run_json(&["apply", "--allow-replace", STREAM_MODULE]);
+    out.expect_code(0);
+    assert_eq!(js.stream_config(STREAM)["storage"], json!("memory"));
+    assert_pilot_consumers_on_server(&js);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,7 +838,12 @@ fn destroy_removes_consumers_then_stream_then_broker() {
 fn unknown_consumer_key_is_rejected() {
     let server = NatsServer::start();
     let project = Project::pilot(server.url());
-    edit_module(&project, "bmw-orders-intake", "max_deliver: 5", "max_delivr: 5");
+    edit_module(
+        &project,
+        "bmw-orders-intake",
+        "max_deliver: 5",
+        "max_delivr: 5",
+    );
     assert_rejected(&server, &project, "bmw-orders-intake", "max_delivr");
     assert_only_resource_diagnosed(&project, "bmw-orders-intake");
 }
@@ -557,7 +853,12 @@ fn unknown_consumer_key_is_rejected() {
 fn missing_stream_name_is_rejected() {
     let server = NatsServer::start();
     let project = Project::pilot(server.url());
-    edit_module(&project, "bmw-payment-capture", "      stream_name: BMW_FULFILLMENT\n", "");
+    edit_module(
+        &project,
+        "bmw-payment-capture",
+        "      stream_name: BMW_FULFILLMENT\n",
+        "",
+    );
     assert_rejected(&server, &project, "bmw-payment-capture", "stream_name");
     assert_only_resource_diagnosed(&project, "bmw-payment-capture");
 }
@@ -586,7 +887,10 @@ fn consumer_of_undeclared_stream_is_rejected() {
     );
     assert_rejected(&server, &project, "bmw-shipment-dispatch", "stream_name");
     let out = project.run(&["validate"]);
-    assert!(out.text().contains("BMW_NOWHERE"), "the message should name the missing stream\n{out}");
+    assert!(
+        out.text().contains("BMW_NOWHERE"),
+        "the message should name the missing stream\n{out}"
+    );
 }
 
 /// A resource routed to an iac.provider module that does not exist is refused, naming the
@@ -595,7 +899,12 @@ fn consumer_of_undeclared_stream_is_rejected() {
 fn routing_to_missing_iac_provider_is_rejected() {
     let server = NatsServer::start();
     let project = Project::pilot(server.url());
-    edit_module(&project, "bmw-audit-log", "iac_provider: eventbus", "iac_provider: eventbuss");
+    edit_module(
+        &project,
+        "bmw-audit-log",
+        "iac_provider: eventbus",
+        "iac_provider: eventbuss",
+    );
     assert_rejected(&server, &project, "bmw-audit-log", "iac_provider");
 }
 
@@ -614,13 +923,19 @@ fn drift_reports_ghost_and_config_changes() {
     out.expect_code(0);
     let v = out.json();
     assert!(
-        array(&v["drift"], &out).iter().all(|d| d["drifted"] == false),
+        array(&v["drift"], &out)
+            .iter()
+            .all(|d| d["drifted"] == false),
         "nothing drifted yet\n{out}"
     );
 
     js.delete_consumer(STREAM, "payment-capture");
     let new_cfg = js.update_stream(STREAM, |cfg| cfg["max_msgs"] = json!(1000));
-    assert_eq!(new_cfg["max_msgs"], json!(1000), "test setup: out-of-band update took");
+    assert_eq!(
+        new_cfg["max_msgs"],
+        json!(1000),
+        "test setup: out-of-band update took"
+    );
 
     let out = project.run_json(&["drift"]);
     out.expect_code(2);
@@ -642,7 +957,9 @@ fn drift_reports_ghost_and_config_changes() {
     assert_eq!(stream["drifted"], json!(true), "{out}");
     assert_eq!(stream["class"], json!("config"), "{out}");
     assert!(
-        string_list(&stream["fields"]).iter().any(|f| f == "max_msgs"),
+        string_list(&stream["fields"])
+            .iter()
+            .any(|f| f == "max_msgs"),
         "stream drift must name field max_msgs\n{out}"
     );
 
@@ -651,4 +968,43 @@ fn drift_reports_ghost_and_config_changes() {
         assert_eq!(d["drifted"], json!(false), "{name} was not touched\n{out}");
         assert_eq!(d["class"], json!("in-sync"), "{out}");
     }
+}
+
+/// `apply --refresh` reads the servers first: a consumer deleted out of band is recreated and
+/// an out-of-band edit is reverted, after which drift is clean.
+#[test]
+fn apply_refresh_recreates_ghosts_and_reverts_out_of_band_edits() {
+    let (_server, project, js) = pilot();
+    apply_ok(&project);
+    js.delete_consumer(STREAM, "payment-capture");
+    js.update_stream(STREAM, |cfg| cfg["max_msgs"] = json!(1000));
+
+    // Without refresh the plan compares with state and sees nothing.
+    project.run_json(&["plan"]).expect_code(0);
+
+    let out = project.run_json(&["plan", "--refresh"]);
+    out.expect_code(2);
+    let v = out.json();
+    let actions = array(&v["actions"], &out);
+    let kind = |name: &str| {
+        actions
+            .iter()
+            .find(|a| a["name"] == name)
+            .map(|a| a["action"].clone())
+    };
+    assert_eq!(kind("bmw-payment-capture"), Some(json!("create")), "{out}");
+    assert_eq!(kind(STREAM_MODULE), Some(json!("update")), "{out}");
+    assert_eq!(actions.len(), 2, "{out}");
+
+    project.run_json(&["apply", "--refresh"]).expect_code(0);
+    assert!(
+        js.consumer_info(STREAM, "payment-capture").is_some(),
+        "the consumer is back"
+    );
+    assert_eq!(
+        js.stream_config(STREAM)["max_msgs"],
+        json!(-1),
+        "the edit is reverted"
+    );
+    project.run_json(&["drift"]).expect_code(0);
 }

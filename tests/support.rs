@@ -7,13 +7,23 @@ use eventbus_tests::{JetStream, NatsServer, consumer_filters, hours_ns, json};
 #[test]
 fn nats_server_starts_with_jetstream_on_loopback() {
     let server = NatsServer::start();
-    assert!(server.url().starts_with("nats://127.0.0.1:"), "{}", server.url());
+    assert!(
+        server.url().starts_with("nats://127.0.0.1:"),
+        "{}",
+        server.url()
+    );
     assert!(server.port() > 0);
     let version = server.version();
-    assert!(version.chars().next().is_some_and(|c| c.is_ascii_digit()), "version {version:?}");
+    assert!(
+        version.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "version {version:?}"
+    );
     let js = JetStream::connect(server.url());
     let account = js.request_ok("$JS.API.INFO", &json!(null));
-    assert!(account.get("limits").is_some(), "JetStream account info: {account}");
+    assert!(
+        account.get("limits").is_some(),
+        "JetStream account info: {account}"
+    );
     assert!(js.stream_names().is_empty());
 }
 
@@ -37,17 +47,26 @@ fn jetstream_helpers_inspect_and_tamper() {
     js.create_stream(&json!({
         "name": "S1", "subjects": ["s1.>"], "max_age": hours_ns(1), "storage": "file"
     }));
-    assert_eq!(js.stream_config("S1")["max_age"], json!(3_600_000_000_000u64));
+    assert_eq!(
+        js.stream_config("S1")["max_age"],
+        json!(3_600_000_000_000u64)
+    );
     assert!(js.stream_info("NOPE").is_none());
     assert!(js.consumer_info("S1", "nope").is_none());
     assert!(js.consumer_names("NOPE").is_empty());
 
-    js.create_consumer("S1", &json!({
-        "durable_name": "c1", "filter_subject": "s1.x", "ack_policy": "explicit",
-        "deliver_policy": "all", "max_deliver": 5
-    }));
+    js.create_consumer(
+        "S1",
+        &json!({
+            "durable_name": "c1", "filter_subject": "s1.x", "ack_policy": "explicit",
+            "deliver_policy": "all", "max_deliver": 5
+        }),
+    );
     js.create_consumer("S1", &json!({"durable_name": "c2", "ack_policy": "none"}));
-    assert_eq!(js.consumer_names("S1"), vec!["c1".to_string(), "c2".to_string()]);
+    assert_eq!(
+        js.consumer_names("S1"),
+        vec!["c1".to_string(), "c2".to_string()]
+    );
     let c1 = js.consumer_config("S1", "c1");
     assert_eq!(consumer_filters(&c1), vec!["s1.x".to_string()]);
     assert_eq!(c1["max_deliver"], json!(5));
@@ -75,5 +94,8 @@ fn restart_keeps_port_and_store() {
     JetStream::connect(&url).create_stream(&json!({"name": "KEEP", "subjects": ["k.>"]}));
     server.restart();
     assert_eq!(server.url(), url);
-    assert_eq!(JetStream::connect(server.url()).stream_names(), vec!["KEEP".to_string()]);
+    assert_eq!(
+        JetStream::connect(server.url()).stream_names(),
+        vec!["KEEP".to_string()]
+    );
 }

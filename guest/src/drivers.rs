@@ -8,7 +8,9 @@ use crate::model::{BROKER, CONSUMER, Change, Output, Ref, STREAM, Spec};
 use crate::targets::self_hosted;
 
 fn unknown(rtype: &str) -> Error {
-    Error::NotFound(format!("no driver for resource type {rtype:?}: this provider serves {BROKER}, {STREAM} and {CONSUMER}"))
+    Error::NotFound(format!(
+        "no driver for resource type {rtype:?}: this provider serves {BROKER}, {STREAM} and {CONSUMER}"
+    ))
 }
 
 fn broker_cfg(spec: &Spec) -> Result<broker::BrokerCfg> {

@@ -12,8 +12,18 @@ pub struct FieldDiag {
 }
 
 impl FieldDiag {
-    pub fn new(resource: &str, path: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        FieldDiag { resource: resource.to_string(), path: path.to_string(), message: message.into(), fix: fix.into() }
+    pub fn new(
+        resource: &str,
+        path: &str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        FieldDiag {
+            resource: resource.to_string(),
+            path: path.to_string(),
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -22,7 +32,11 @@ impl fmt::Display for FieldDiag {
         if self.resource.is_empty() {
             write!(f, "{}: {}", self.path, self.message)?;
         } else {
-            write!(f, "resource `{}`: {}: {}", self.resource, self.path, self.message)?;
+            write!(
+                f,
+                "resource `{}`: {}: {}",
+                self.resource, self.path, self.message
+            )?;
         }
         if !self.fix.is_empty() {
             write!(f, " (fix: {})", self.fix)?;
@@ -47,7 +61,12 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub fn invalid(resource: &str, path: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn invalid(
+        resource: &str,
+        path: &str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Error::Validation(vec![FieldDiag::new(resource, path, message, fix)])
     }
 }

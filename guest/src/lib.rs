@@ -35,8 +35,18 @@ fn obj(text: &str) -> Result<Json, wit::ProviderError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => Ok(o),
         Ok(Value::Null) => Ok(Json::new()),
-        Ok(_) => Err(wit::ProviderError::Validation(vec![wit::FieldDiagnostic { resource: String::new(), path: "config".into(), message: "expected a JSON object".into(), fix: "pass the config as a mapping".into() }])),
-        Err(e) => Err(wit::ProviderError::Validation(vec![wit::FieldDiagnostic { resource: String::new(), path: "config".into(), message: format!("not JSON: {e}"), fix: String::new() }])),
+        Ok(_) => Err(wit::ProviderError::Validation(vec![wit::FieldDiagnostic {
+            resource: String::new(),
+            path: "config".into(),
+            message: "expected a JSON object".into(),
+            fix: "pass the config as a mapping".into(),
+        }])),
+        Err(e) => Err(wit::ProviderError::Validation(vec![wit::FieldDiagnostic {
+            resource: String::new(),
+            path: "config".into(),
+            message: format!("not JSON: {e}"),
+            fix: String::new(),
+        }])),
     }
 }
 
@@ -51,7 +61,14 @@ impl From<Error> for wit::ProviderError {
             Error::NotFound(_) => wit::ProviderError::NotFound(m),
             Error::AlreadyExists(_) => wit::ProviderError::AlreadyExists(m),
             Error::Validation(d) => wit::ProviderError::Validation(
-                d.into_iter().map(|d| wit::FieldDiagnostic { resource: d.resource, path: d.path, message: d.message, fix: d.fix }).collect(),
+                d.into_iter()
+                    .map(|d| wit::FieldDiagnostic {
+                        resource: d.resource,
+                        path: d.path,
+                        message: d.message,
+                        fix: d.fix,
+                    })
+                    .collect(),
             ),
             Error::RateLimited(_) => wit::ProviderError::RateLimited(m),
             Error::Transient(_) => wit::ProviderError::Transient(m),
@@ -64,15 +81,32 @@ impl From<Error> for wit::ProviderError {
 }
 
 fn spec_in(s: wit::ResourceSpec) -> Result<Spec, wit::ProviderError> {
-    Ok(Spec { config: obj(&s.config_json)?, name: s.name, rtype: s.resource_type, size: s.size, depends_on: s.depends_on })
+    Ok(Spec {
+        config: obj(&s.config_json)?,
+        name: s.name,
+        rtype: s.resource_type,
+        size: s.size,
+        depends_on: s.depends_on,
+    })
 }
 
 fn spec_out(s: Spec) -> wit::ResourceSpec {
-    wit::ResourceSpec { config_json: text(&s.config), name: s.name, resource_type: s.rtype, size: s.size, hints: None, depends_on: s.depends_on }
+    wit::ResourceSpec {
+        config_json: text(&s.config),
+        name: s.name,
+        resource_type: s.rtype,
+        size: s.size,
+        hints: None,
+        depends_on: s.depends_on,
+    }
 }
 
 fn ref_in(r: wit::ResourceRef) -> Ref {
-    Ref { name: r.name, rtype: r.resource_type, provider_id: r.provider_id }
+    Ref {
+        name: r.name,
+        rtype: r.resource_type,
+        provider_id: r.provider_id,
+    }
 }
 
 fn state_in(s: wit::ResourceState) -> Result<State, wit::ProviderError> {
@@ -106,15 +140,35 @@ fn state_out(s: State, source: &str) -> wit::ResourceState {
 }
 
 fn output_in(o: wit::ResourceOutput) -> Result<Output, wit::ProviderError> {
-    Ok(Output { outputs: obj(&o.outputs_json)?, name: o.name, rtype: o.resource_type, provider_id: o.provider_id, sensitive: o.sensitive, status: o.status })
+    Ok(Output {
+        outputs: obj(&o.outputs_json)?,
+        name: o.name,
+        rtype: o.resource_type,
+        provider_id: o.provider_id,
+        sensitive: o.sensitive,
+        status: o.status,
+    })
 }
 
 fn output_out(o: Output) -> wit::ResourceOutput {
-    wit::ResourceOutput { outputs_json: text(&o.outputs), name: o.name, resource_type: o.rtype, provider_id: o.provider_id, sensitive: o.sensitive, status: o.status }
+    wit::ResourceOutput {
+        outputs_json: text(&o.outputs),
+        name: o.name,
+        resource_type: o.rtype,
+        provider_id: o.provider_id,
+        sensitive: o.sensitive,
+        status: o.status,
+    }
 }
 
 fn change_out(c: Change) -> wit::FieldChange {
-    wit::FieldChange { path: c.path, old_json: c.old.to_string(), new_json: c.new.to_string(), force_new: c.force_new, reason: c.reason }
+    wit::FieldChange {
+        path: c.path,
+        old_json: c.old.to_string(),
+        new_json: c.new.to_string(),
+        force_new: c.force_new,
+        reason: c.reason,
+    }
 }
 
 fn action_out(a: Action) -> wit::PlanAction {
@@ -145,7 +199,13 @@ impl wprov::Guest for Component {
         let cfg = obj(&config_json)?;
         match cfg.get("provider").and_then(Value::as_str) {
             None | Some("eventbus") => Ok(()),
-            Some(other) => Err(Error::invalid("", "config.provider", format!("this plugin is the eventbus provider, not {other:?}"), "set provider: eventbus on the iac.provider module").into()),
+            Some(other) => Err(Error::invalid(
+                "",
+                "config.provider",
+                format!("this plugin is the eventbus provider, not {other:?}"),
+                "set provider: eventbus on the iac.provider module",
+            )
+            .into()),
         }
     }
 
@@ -161,7 +221,13 @@ impl wprov::Guest for Component {
         wit::ProviderCapabilities {
             capabilities: provider::capabilities()
                 .into_iter()
-                .map(|(resource_type, tier, operations)| wit::CapabilityDeclaration { resource_type, tier, operations })
+                .map(
+                    |(resource_type, tier, operations)| wit::CapabilityDeclaration {
+                        resource_type,
+                        tier,
+                        operations,
+                    },
+                )
                 .collect(),
             canonical_keys: vec![],
             compute_plan_version: "v2".into(),
@@ -169,14 +235,26 @@ impl wprov::Guest for Component {
     }
 
     fn validate(desired: Vec<wit::ResourceSpec>) -> Result<(), wit::ProviderError> {
-        let desired = desired.into_iter().map(spec_in).collect::<Result<Vec<_>, _>>()?;
+        let desired = desired
+            .into_iter()
+            .map(spec_in)
+            .collect::<Result<Vec<_>, _>>()?;
         plan::resolve(&desired, &[])?;
         Ok(())
     }
 
-    fn plan(desired: Vec<wit::ResourceSpec>, current: Vec<wit::ResourceState>) -> Result<wit::IacPlan, wit::ProviderError> {
-        let desired = desired.into_iter().map(spec_in).collect::<Result<Vec<_>, _>>()?;
-        let current = current.into_iter().map(state_in).collect::<Result<Vec<_>, _>>()?;
+    fn plan(
+        desired: Vec<wit::ResourceSpec>,
+        current: Vec<wit::ResourceState>,
+    ) -> Result<wit::IacPlan, wit::ProviderError> {
+        let desired = desired
+            .into_iter()
+            .map(spec_in)
+            .collect::<Result<Vec<_>, _>>()?;
+        let current = current
+            .into_iter()
+            .map(state_in)
+            .collect::<Result<Vec<_>, _>>()?;
         let actions = plan::plan(&desired, &current)?;
         Ok(wit::IacPlan {
             id: String::new(),
@@ -193,7 +271,14 @@ impl wprov::Guest for Component {
         let (destroyed, errors) = provider::destroy(&refs);
         Ok(wit::DestroyResult {
             destroyed,
-            errors: errors.into_iter().map(|(resource, action, error)| wit::ActionError { resource, action, error }).collect(),
+            errors: errors
+                .into_iter()
+                .map(|(resource, action, error)| wit::ActionError {
+                    resource,
+                    action,
+                    error,
+                })
+                .collect(),
         })
     }
 
@@ -201,13 +286,25 @@ impl wprov::Guest for Component {
         let refs: Vec<Ref> = refs.into_iter().map(ref_in).collect();
         Ok(provider::status(&refs)
             .into_iter()
-            .map(|(r, status, outputs)| wit::ResourceStatus { name: r.name, resource_type: r.rtype, provider_id: r.provider_id, status, outputs_json: text(&outputs) })
+            .map(|(r, status, outputs)| wit::ResourceStatus {
+                name: r.name,
+                resource_type: r.rtype,
+                provider_id: r.provider_id,
+                status,
+                outputs_json: text(&outputs),
+            })
             .collect())
     }
 
-    fn detect_drift(refs: Vec<wit::ResourceRef>, specs: Vec<wit::ResourceSpec>) -> Result<Vec<wit::DriftResult>, wit::ProviderError> {
+    fn detect_drift(
+        refs: Vec<wit::ResourceRef>,
+        specs: Vec<wit::ResourceSpec>,
+    ) -> Result<Vec<wit::DriftResult>, wit::ProviderError> {
         let refs: Vec<Ref> = refs.into_iter().map(ref_in).collect();
-        let specs = specs.into_iter().map(spec_in).collect::<Result<Vec<_>, _>>()?;
+        let specs = specs
+            .into_iter()
+            .map(spec_in)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(provider::detect_drift(&refs, &specs)?
             .into_iter()
             .map(|d| wit::DriftResult {
@@ -226,16 +323,31 @@ impl wprov::Guest for Component {
             .collect())
     }
 
-    fn import(provider_id: String, resource_type: String) -> Result<wit::ResourceState, wit::ProviderError> {
-        Ok(state_out(provider::import(&provider_id, &resource_type)?, "adoption"))
+    fn import(
+        provider_id: String,
+        resource_type: String,
+    ) -> Result<wit::ResourceState, wit::ProviderError> {
+        Ok(state_out(
+            provider::import(&provider_id, &resource_type)?,
+            "adoption",
+        ))
     }
 
-    fn resolve_sizing(resource_type: String, size: String, _hints: Option<wit::ResourceHints>) -> Result<wit::ProviderSizing, wit::ProviderError> {
+    fn resolve_sizing(
+        resource_type: String,
+        size: String,
+        _hints: Option<wit::ResourceHints>,
+    ) -> Result<wit::ProviderSizing, wit::ProviderError> {
         let (instance_type, specs) = provider::resolve_sizing(&resource_type, &size)?;
-        Ok(wit::ProviderSizing { instance_type, specs_json: text(&specs) })
+        Ok(wit::ProviderSizing {
+            instance_type,
+            specs_json: text(&specs),
+        })
     }
 
-    fn bootstrap_state_backend(_config_json: String) -> Result<wit::BootstrapResult, wit::ProviderError> {
+    fn bootstrap_state_backend(
+        _config_json: String,
+    ) -> Result<wit::BootstrapResult, wit::ProviderError> {
         Err(Error::Unimplemented("the eventbus provider has no state backend".into()).into())
     }
 
@@ -245,20 +357,36 @@ impl wprov::Guest for Component {
 }
 
 impl driver::Guest for Component {
-    fn create(resource_type: String, spec: wit::ResourceSpec) -> Result<wit::ResourceOutput, wit::ProviderError> {
-        Ok(output_out(drivers::create(&typed(&resource_type, spec_in(spec)?))?))
+    fn create(
+        resource_type: String,
+        spec: wit::ResourceSpec,
+    ) -> Result<wit::ResourceOutput, wit::ProviderError> {
+        Ok(output_out(drivers::create(&typed(
+            &resource_type,
+            spec_in(spec)?,
+        ))?))
     }
 
-    fn read(resource_type: String, r: wit::ResourceRef) -> Result<wit::ResourceOutput, wit::ProviderError> {
+    fn read(
+        resource_type: String,
+        r: wit::ResourceRef,
+    ) -> Result<wit::ResourceOutput, wit::ProviderError> {
         let mut r = ref_in(r);
         r.rtype = resource_type;
         Ok(output_out(drivers::read(&r)?))
     }
 
-    fn update(resource_type: String, r: wit::ResourceRef, spec: wit::ResourceSpec) -> Result<wit::ResourceOutput, wit::ProviderError> {
+    fn update(
+        resource_type: String,
+        r: wit::ResourceRef,
+        spec: wit::ResourceSpec,
+    ) -> Result<wit::ResourceOutput, wit::ProviderError> {
         let mut r = ref_in(r);
         r.rtype = resource_type.clone();
-        Ok(output_out(drivers::update(&r, &typed(&resource_type, spec_in(spec)?))?))
+        Ok(output_out(drivers::update(
+            &r,
+            &typed(&resource_type, spec_in(spec)?),
+        )?))
     }
 
     fn delete(resource_type: String, r: wit::ResourceRef) -> Result<(), wit::ProviderError> {
@@ -267,8 +395,15 @@ impl driver::Guest for Component {
         Ok(drivers::delete(&r)?)
     }
 
-    fn diff(resource_type: String, desired: wit::ResourceSpec, current: wit::ResourceOutput) -> Result<wit::DiffResult, wit::ProviderError> {
-        let changes = drivers::diff(&typed(&resource_type, spec_in(desired)?), &output_in(current)?)?;
+    fn diff(
+        resource_type: String,
+        desired: wit::ResourceSpec,
+        current: wit::ResourceOutput,
+    ) -> Result<wit::DiffResult, wit::ProviderError> {
+        let changes = drivers::diff(
+            &typed(&resource_type, spec_in(desired)?),
+            &output_in(current)?,
+        )?;
         Ok(wit::DiffResult {
             needs_update: !changes.is_empty(),
             needs_replace: changes.iter().any(|c| c.force_new),
@@ -276,16 +411,32 @@ impl driver::Guest for Component {
         })
     }
 
-    fn scale(resource_type: String, _r: wit::ResourceRef, _replicas: i32) -> Result<wit::ResourceOutput, wit::ProviderError> {
-        Err(Error::Unimplemented(format!("scale of {resource_type}: set num_replicas and apply")).into())
+    fn scale(
+        resource_type: String,
+        _r: wit::ResourceRef,
+        _replicas: i32,
+    ) -> Result<wit::ResourceOutput, wit::ProviderError> {
+        Err(Error::Unimplemented(format!(
+            "scale of {resource_type}: set num_replicas and apply"
+        ))
+        .into())
     }
 
-    fn health_check(resource_type: String, r: wit::ResourceRef) -> Result<wit::HealthResult, wit::ProviderError> {
+    fn health_check(
+        resource_type: String,
+        r: wit::ResourceRef,
+    ) -> Result<wit::HealthResult, wit::ProviderError> {
         let mut r = ref_in(r);
         r.rtype = resource_type;
         Ok(match drivers::read(&r) {
-            Ok(_) => wit::HealthResult { healthy: true, message: "answers".into() },
-            Err(e) => wit::HealthResult { healthy: false, message: e.to_string() },
+            Ok(_) => wit::HealthResult {
+                healthy: true,
+                message: "answers".into(),
+            },
+            Err(e) => wit::HealthResult {
+                healthy: false,
+                message: e.to_string(),
+            },
         })
     }
 
@@ -293,14 +444,24 @@ impl driver::Guest for Component {
         Ok(drivers::sensitive_keys(&resource_type)?)
     }
 
-    fn troubleshoot(resource_type: String, r: wit::ResourceRef, failure_msg: String) -> Result<Vec<wit::Diagnostic>, wit::ProviderError> {
+    fn troubleshoot(
+        resource_type: String,
+        r: wit::ResourceRef,
+        failure_msg: String,
+    ) -> Result<Vec<wit::Diagnostic>, wit::ProviderError> {
         let mut r = ref_in(r);
         r.rtype = resource_type;
         let detail = match drivers::read(&r) {
             Ok(o) => format!("the resource answers now; outputs: {}", text(&o.outputs)),
             Err(e) => e.to_string(),
         };
-        Ok(vec![wit::Diagnostic { id: r.name, phase: "read".into(), cause: failure_msg, at: None, detail }])
+        Ok(vec![wit::Diagnostic {
+            id: r.name,
+            phase: "read".into(),
+            cause: failure_msg,
+            at: None,
+            detail,
+        }])
     }
 }
 

@@ -7,6 +7,9 @@ pub fn debug(msg: &str) {
 }
 
 pub fn info(msg: &str, fields: &[(&str, &str)]) {
-    let f: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let f: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     log(Level::Info, msg, &f);
 }

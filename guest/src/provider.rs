@@ -4,7 +4,9 @@ use crate::buses::nats::{self, consumer, stream};
 use crate::config::{self, broker};
 use crate::drivers;
 use crate::error::{Error, Result};
-use crate::model::{BROKER, CONSUMER, Drift, DriftClass, Json, Output, RESOURCE_TYPES, Ref, STREAM, Spec, State};
+use crate::model::{
+    BROKER, CONSUMER, Drift, DriftClass, Json, Output, RESOURCE_TYPES, Ref, STREAM, Spec, State,
+};
 use serde_json::{Value, json};
 
 pub const NAME: &str = "eventbus";
@@ -15,7 +17,14 @@ pub fn capabilities() -> Vec<(String, i32, Vec<String>)> {
         .iter()
         .map(|t| {
             let tier = if *t == BROKER { 1 } else { 2 };
-            (t.to_string(), tier, ["create", "read", "update", "delete"].iter().map(|s| s.to_string()).collect())
+            (
+                t.to_string(),
+                tier,
+                ["create", "read", "update", "delete"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            )
         })
         .collect()
 }
@@ -25,8 +34,19 @@ pub fn status(refs: &[Ref]) -> Vec<(Ref, String, Json)> {
     refs.iter()
         .map(|r| match drivers::read(r) {
             Ok(o) => (r.clone(), "running".to_string(), o.outputs),
-            Err(Error::NotFound(m)) => (r.clone(), "stopped".to_string(), json!({"error": m}).as_object().cloned().unwrap_or_default()),
-            Err(e) => (r.clone(), "unknown".to_string(), json!({"error": e.to_string()}).as_object().cloned().unwrap_or_default()),
+            Err(Error::NotFound(m)) => (
+                r.clone(),
+                "stopped".to_string(),
+                json!({"error": m}).as_object().cloned().unwrap_or_default(),
+            ),
+            Err(e) => (
+                r.clone(),
+                "unknown".to_string(),
+                json!({"error": e.to_string()})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
         })
         .collect()
 }
@@ -36,7 +56,14 @@ pub fn detect_drift(refs: &[Ref], specs: &[Spec]) -> Result<Vec<Drift>> {
     let mut out = Vec::new();
     for r in refs {
         let spec = specs.iter().find(|s| s.name == r.name);
-        let drift = |class, expected, actual, fields| Drift { name: r.name.clone(), rtype: r.rtype.clone(), class, expected, actual, fields };
+        let drift = |class, expected, actual, fields| Drift {
+            name: r.name.clone(),
+            rtype: r.rtype.clone(),
+            class,
+            expected,
+            actual,
+            fields,
+        };
         match drivers::read(r) {
             Err(Error::NotFound(m)) => {
                 let expected = spec.map(|s| s.config.clone()).unwrap_or_default();
@@ -58,7 +85,12 @@ pub fn detect_drift(refs: &[Ref], specs: &[Spec]) -> Result<Vec<Drift>> {
                         exp.insert(c.path.clone(), c.new.clone());
                         act.insert(c.path.clone(), c.old.clone());
                     }
-                    out.push(drift(DriftClass::Config, exp, act, changes.iter().map(|c| c.path.clone()).collect()));
+                    out.push(drift(
+                        DriftClass::Config,
+                        exp,
+                        act,
+                        changes.iter().map(|c| c.path.clone()).collect(),
+                    ));
                 }
             }
         }
@@ -92,21 +124,54 @@ pub fn destroy(refs: &[Ref]) -> (Vec<String>, Vec<(String, String, String)>) {
 /// Brings an existing stream (`BROKER/STREAM`) or consumer (`BROKER/STREAM/CONSUMER`)
 /// under management with its real config.
 pub fn import(provider_id: &str, rtype: &str) -> Result<State> {
-    let name = provider_id.rsplit('/').next().unwrap_or(provider_id).to_string();
-    let out: Output = drivers::read(&Ref { name: name.clone(), rtype: rtype.into(), provider_id: provider_id.into() })?;
-    let live = out.outputs.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
+    let name = provider_id
+        .rsplit('/')
+        .next()
+        .unwrap_or(provider_id)
+        .to_string();
+    let out: Output = drivers::read(&Ref {
+        name: name.clone(),
+        rtype: rtype.into(),
+        provider_id: provider_id.into(),
+    })?;
+    let live = out
+        .outputs
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let mut applied = match rtype {
         STREAM => nats::to_user(config::stream::FIELDS, &live),
         CONSUMER => {
             let mut c = nats::to_user(config::consumer::FIELDS, &live);
-            c.insert("stream_name".into(), out.outputs.get("stream_name").cloned().unwrap_or(Value::Null));
+            c.insert(
+                "stream_name".into(),
+                out.outputs
+                    .get("stream_name")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
             c
         }
-        _ => return Err(Error::Unimplemented(format!("import of {rtype}: declare the broker instead; create adopts it"))),
+        _ => {
+            return Err(Error::Unimplemented(format!(
+                "import of {rtype}: declare the broker instead; create adopts it"
+            )));
+        }
     };
-    applied.insert("broker_ref".into(), out.outputs.get("broker").cloned().unwrap_or(Value::Null));
+    applied.insert(
+        "broker_ref".into(),
+        out.outputs.get("broker").cloned().unwrap_or(Value::Null),
+    );
     let _ = (stream::parse_id, consumer::parse_id);
-    Ok(State { name, rtype: rtype.into(), provider_id: out.provider_id, applied_config: applied, outputs: out.outputs, dependencies: vec![] })
+    Ok(State {
+        name,
+        rtype: rtype.into(),
+        provider_id: out.provider_id,
+        applied_config: applied,
+        outputs: out.outputs,
+        dependencies: vec![],
+    })
 }
 
 pub fn resolve_sizing(rtype: &str, size: &str) -> Result<(String, Json)> {
@@ -119,23 +184,46 @@ pub fn resolve_sizing(rtype: &str, size: &str) -> Result<(String, Json)> {
         "m" => ("2", "4Gi", "100Gi"),
         "l" => ("4", "16Gi", "500Gi"),
         "xl" => ("8", "32Gi", "1Ti"),
-        other => return Err(Error::invalid("", "size", format!("{other:?} is not a size"), "use xs, s, m, l or xl")),
+        other => {
+            return Err(Error::invalid(
+                "",
+                "size",
+                format!("{other:?} is not a size"),
+                "use xs, s, m, l or xl",
+            ));
+        }
     };
-    Ok((format!("nats-{size}"), json!({"cpu": cpu, "memory": mem, "storage": storage}).as_object().cloned().unwrap_or_default()))
+    Ok((
+        format!("nats-{size}"),
+        json!({"cpu": cpu, "memory": mem, "storage": storage})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    ))
 }
 
 pub fn schema(rtype: &str) -> Result<Value> {
     match rtype {
         STREAM => {
             let extra = json!({"broker_ref": {"type": "string", "description": "the infra.eventbus module this stream lives on"}});
-            Ok(config::schema(STREAM, config::stream::FIELDS, &["name", "subjects"], extra.as_object().cloned().unwrap_or_default()))
+            Ok(config::schema(
+                STREAM,
+                config::stream::FIELDS,
+                &["name", "subjects"],
+                extra.as_object().cloned().unwrap_or_default(),
+            ))
         }
         CONSUMER => {
             let extra = json!({
                 "broker_ref": {"type": "string", "description": "defaults to the stream's broker"},
                 "stream_name": {"type": "string", "description": "the JetStream name of the stream"}
             });
-            Ok(config::schema(CONSUMER, config::consumer::FIELDS, &["name", "stream_name"], extra.as_object().cloned().unwrap_or_default()))
+            Ok(config::schema(
+                CONSUMER,
+                config::consumer::FIELDS,
+                &["name", "stream_name"],
+                extra.as_object().cloned().unwrap_or_default(),
+            ))
         }
         BROKER => Ok(json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",

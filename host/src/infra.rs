@@ -60,7 +60,11 @@ impl Infra {
     }
 
     pub fn type_of(&self, name: &str) -> String {
-        self.specs.iter().find(|s| s.name == name).map(|s| s.resource_type.clone()).unwrap_or_default()
+        self.specs
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.resource_type.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -71,8 +75,22 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn diag(&mut self, resource: &str, rtype: &str, path: &str, message: impl Into<String>, fix: impl Into<String>) {
-        self.diags.push(Diag { file: self.file.clone(), resource: resource.into(), rtype: rtype.into(), path: path.into(), message: message.into(), fix: fix.into() });
+    fn diag(
+        &mut self,
+        resource: &str,
+        rtype: &str,
+        path: &str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.diags.push(Diag {
+            file: self.file.clone(),
+            resource: resource.into(),
+            rtype: rtype.into(),
+            path: path.into(),
+            message: message.into(),
+            fix: fix.into(),
+        });
     }
 
     /// Expands `${VAR}` in every string, recording a diagnostic per missing variable.
@@ -107,19 +125,39 @@ impl Loader<'_> {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             let Some(end) = after.find('}') else {
-                self.diag(resource, rtype, path, format!("unterminated ${{ in {s:?}"), "close the reference with }");
+                self.diag(
+                    resource,
+                    rtype,
+                    path,
+                    format!("unterminated ${{ in {s:?}"),
+                    "close the reference with }",
+                );
                 return None;
             };
             let name = &after[..end];
             if name.contains('.') {
                 self.diag(resource, rtype, path, format!("${{{name}}} is a cross-module reference, which wfctl resolves; the standalone CLI does not"), "write the value, or use an environment variable");
-            } else if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            } else if !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 match std::env::var(name) {
                     Ok(v) => out.push_str(&v),
-                    Err(_) => self.diag(resource, rtype, path, format!("environment variable {name} is not set"), format!("export {name}=... before running")),
+                    Err(_) => self.diag(
+                        resource,
+                        rtype,
+                        path,
+                        format!("environment variable {name} is not set"),
+                        format!("export {name}=... before running"),
+                    ),
                 }
             } else {
-                self.diag(resource, rtype, path, format!("${{{name}}} is not a valid variable reference"), "use ${NAME} with letters, digits and _");
+                self.diag(
+                    resource,
+                    rtype,
+                    path,
+                    format!("${{{name}}} is not a valid variable reference"),
+                    "use ${NAME} with letters, digits and _",
+                );
             }
             rest = &after[end + 1..];
         }
@@ -130,15 +168,26 @@ impl Loader<'_> {
     /// Credential values become handles: `${VAR}` and `secret://NAME` are resolved here, in
     /// the host; anything else is left for the guest to refuse as a plain-text credential.
     fn swap_credentials(&mut self, resource: &str, rtype: &str, config: &mut Map<String, Value>) {
-        let Some(Value::Object(creds)) = config.get_mut("credentials") else { return };
+        let Some(Value::Object(creds)) = config.get_mut("credentials") else {
+            return;
+        };
         for key in SECRET_KEYS {
-            let Some(Value::String(raw)) = creds.get(key).cloned() else { continue };
+            let Some(Value::String(raw)) = creds.get(key).cloned() else {
+                continue;
+            };
             let path = format!("config.credentials.{key}");
-            let value = if let Some(var) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            let value = if let Some(var) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+            {
                 match std::env::var(var) {
                     Ok(v) => v,
                     Err(_) => {
-                        self.diag(resource, rtype, &path, format!("environment variable {var} is not set"), format!("export {var}=... before running"));
+                        self.diag(
+                            resource,
+                            rtype,
+                            &path,
+                            format!("environment variable {var} is not set"),
+                            format!("export {var}=... before running"),
+                        );
                         continue;
                     }
                 }
@@ -146,7 +195,16 @@ impl Loader<'_> {
                 match lookup_named(name) {
                     Some(v) => v,
                     None => {
-                        let var: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+                        let var: String = name
+                            .chars()
+                            .map(|c| {
+                                if c.is_ascii_alphanumeric() {
+                                    c.to_ascii_uppercase()
+                                } else {
+                                    '_'
+                                }
+                            })
+                            .collect();
                         self.diag(resource, rtype, &path, format!("secret {name:?} is not set"), format!("export EVENTBUS_SECRET_{var}=..., or put it in the file $EVENTBUS_SECRETS_DIR/{name}"));
                         continue;
                     }
@@ -154,7 +212,9 @@ impl Loader<'_> {
             } else {
                 continue;
             };
-            let handle = self.secrets.put(&format!("{resource}/credentials.{key}"), value);
+            let handle = self
+                .secrets
+                .put(&format!("{resource}/credentials.{key}"), value);
             creds.insert(key.to_string(), Value::String(handle));
         }
     }
@@ -165,21 +225,38 @@ fn as_str<'v>(v: Option<&'v Value>) -> Option<&'v str> {
 }
 
 pub fn load(path: &Path, secrets: &SecretStore) -> anyhow::Result<Result<Infra, Vec<Diag>>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     Ok(parse(path, &text, secrets))
 }
 
 pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Vec<Diag>> {
-    let mut l = Loader { file: path.display().to_string(), diags: vec![], secrets };
+    let mut l = Loader {
+        file: path.display().to_string(),
+        diags: vec![],
+        secrets,
+    };
     let doc: Value = match serde_yaml_ng::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            l.diag("", "", "", format!("not valid YAML: {e}"), "fix the YAML syntax at the position shown");
+            l.diag(
+                "",
+                "",
+                "",
+                format!("not valid YAML: {e}"),
+                "fix the YAML syntax at the position shown",
+            );
             return Err(l.diags);
         }
     };
     let Some(modules) = doc.get("modules").and_then(Value::as_array) else {
-        l.diag("", "", "modules", "no modules list", "write `modules:` with one entry per resource, as wfctl expects");
+        l.diag(
+            "",
+            "",
+            "modules",
+            "no modules list",
+            "write `modules:` with one entry per resource, as wfctl expects",
+        );
         return Err(l.diags);
     };
     let mut names = std::collections::BTreeSet::new();
@@ -188,36 +265,85 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
         let name = as_str(m.get("name")).unwrap_or("").to_string();
         let mtype = as_str(m.get("type")).unwrap_or("").to_string();
         if name.is_empty() {
-            l.diag("", &mtype, &format!("modules[{i}].name"), "a module has no name", "give every module a unique name");
+            l.diag(
+                "",
+                &mtype,
+                &format!("modules[{i}].name"),
+                "a module has no name",
+                "give every module a unique name",
+            );
             continue;
         }
         if !names.insert(name.clone()) {
-            l.diag(&name, &mtype, "name", "two modules have this name", "give every module a unique name");
+            l.diag(
+                &name,
+                &mtype,
+                "name",
+                "two modules have this name",
+                "give every module a unique name",
+            );
         }
         if mtype == "iac.provider" {
             let cfg = m.get("config").cloned().unwrap_or(json!({}));
-            providers.push((name, as_str(cfg.get("provider")).unwrap_or("").to_string(), cfg));
+            providers.push((
+                name,
+                as_str(cfg.get("provider")).unwrap_or("").to_string(),
+                cfg,
+            ));
         }
     }
-    let ours: Vec<&(String, String, Value)> = providers.iter().filter(|(_, p, _)| p == PROVIDER_NAME).collect();
+    let ours: Vec<&(String, String, Value)> = providers
+        .iter()
+        .filter(|(_, p, _)| p == PROVIDER_NAME)
+        .collect();
     let (provider_module, mut provider_config) = match ours.as_slice() {
         [one] => (one.0.clone(), one.2.clone()),
         [] => {
-            l.diag("", "iac.provider", "modules", "no iac.provider module has provider: eventbus", "add a module {name: eventbus, type: iac.provider, config: {provider: eventbus}}");
+            l.diag(
+                "",
+                "iac.provider",
+                "modules",
+                "no iac.provider module has provider: eventbus",
+                "add a module {name: eventbus, type: iac.provider, config: {provider: eventbus}}",
+            );
             (String::new(), json!({}))
         }
         many => {
             let n: Vec<&str> = many.iter().map(|p| p.0.as_str()).collect();
-            l.diag("", "iac.provider", "modules", format!("several iac.provider modules use the eventbus provider: {}", n.join(", ")), "keep one");
+            l.diag(
+                "",
+                "iac.provider",
+                "modules",
+                format!(
+                    "several iac.provider modules use the eventbus provider: {}",
+                    n.join(", ")
+                ),
+                "keep one",
+            );
             (String::new(), json!({}))
         }
     };
-    l.expand(&provider_module, "iac.provider", "config", &mut provider_config);
-    let mut nats_grants: Vec<String> = provider_config.get("allow_nats").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+    l.expand(
+        &provider_module,
+        "iac.provider",
+        "config",
+        &mut provider_config,
+    );
+    let mut nats_grants: Vec<String> = provider_config
+        .get("allow_nats")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut specs = vec![];
     let mut skipped = vec![];
     for m in modules {
-        let (Some(name), Some(mtype)) = (as_str(m.get("name")), as_str(m.get("type"))) else { continue };
+        let (Some(name), Some(mtype)) = (as_str(m.get("name")), as_str(m.get("type"))) else {
+            continue;
+        };
         if !(mtype.starts_with("infra.") || mtype.starts_with("platform.")) {
             continue;
         }
@@ -225,13 +351,27 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
             Some(Value::Object(o)) => o.clone(),
             None | Some(Value::Null) => Map::new(),
             Some(_) => {
-                l.diag(name, mtype, "config", "config must be a mapping", "write key: value pairs under config");
+                l.diag(
+                    name,
+                    mtype,
+                    "config",
+                    "config must be a mapping",
+                    "write key: value pairs under config",
+                );
                 continue;
             }
         };
-        let route = as_str(config.get("iac_provider")).or_else(|| as_str(config.get("provider"))).map(String::from);
-        let field = if as_str(config.get("iac_provider")).is_some() { "config.iac_provider" } else { "config.provider" };
-        let target = route.as_deref().and_then(|r| providers.iter().find(|(n, _, _)| n == r));
+        let route = as_str(config.get("iac_provider"))
+            .or_else(|| as_str(config.get("provider")))
+            .map(String::from);
+        let field = if as_str(config.get("iac_provider")).is_some() {
+            "config.iac_provider"
+        } else {
+            "config.provider"
+        };
+        let target = route
+            .as_deref()
+            .and_then(|r| providers.iter().find(|(n, _, _)| n == r));
         match target {
             Some((_, p, _)) if p == PROVIDER_NAME => {}
             Some((n, p, _)) => {
@@ -241,13 +381,32 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
             None => {
                 if mtype.starts_with("infra.eventbus") {
                     let msg = match &route {
-                        Some(r) => format!("routes to {r:?}, which is not declared as an iac.provider module"),
-                        None => "is missing: the resource is not routed to any iac.provider module".to_string(),
+                        Some(r) => format!(
+                            "routes to {r:?}, which is not declared as an iac.provider module"
+                        ),
+                        None => "is missing: the resource is not routed to any iac.provider module"
+                            .to_string(),
                     };
-                    let fix = if provider_module.is_empty() { "declare an iac.provider module with provider: eventbus and set iac_provider to its name".to_string() } else { format!("set iac_provider: {provider_module}") };
-                    l.diag(name, mtype, if route.is_some() { field } else { "config.iac_provider" }, msg, fix);
+                    let fix = if provider_module.is_empty() {
+                        "declare an iac.provider module with provider: eventbus and set iac_provider to its name".to_string()
+                    } else {
+                        format!("set iac_provider: {provider_module}")
+                    };
+                    l.diag(
+                        name,
+                        mtype,
+                        if route.is_some() {
+                            field
+                        } else {
+                            "config.iac_provider"
+                        },
+                        msg,
+                        fix,
+                    );
                 } else {
-                    skipped.push(format!("{name} ({mtype}) is not routed to the eventbus provider"));
+                    skipped.push(format!(
+                        "{name} ({mtype}) is not routed to the eventbus provider"
+                    ));
                 }
                 continue;
             }
@@ -258,16 +417,23 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
         l.swap_credentials(name, mtype, &mut config);
         let mut v = Value::Object(config);
         l.expand(name, mtype, "config", &mut v);
-        let Value::Object(config) = v else { unreachable!() };
+        let Value::Object(config) = v else {
+            unreachable!()
+        };
         if mtype == "infra.eventbus" && as_str(config.get("deploy_target")) == Some("self_hosted") {
             match config.get("url").or_else(|| config.get("urls")) {
                 Some(Value::String(u)) => nats_grants.push(u.clone()),
-                Some(Value::Array(us)) => nats_grants.extend(us.iter().filter_map(|u| u.as_str().map(String::from))),
+                Some(Value::Array(us)) => {
+                    nats_grants.extend(us.iter().filter_map(|u| u.as_str().map(String::from)))
+                }
                 _ => {}
             }
         }
         let depends_on = match config.get("depends_on") {
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             Some(Value::String(s)) => vec![s.clone()],
             _ => vec![],
         };
@@ -283,7 +449,14 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
     if !l.diags.is_empty() {
         return Err(l.diags);
     }
-    Ok(Infra { file: path.to_path_buf(), provider_module, provider_config, specs, skipped, nats_grants })
+    Ok(Infra {
+        file: path.to_path_buf(),
+        provider_module,
+        provider_config,
+        specs,
+        skipped,
+        nats_grants,
+    })
 }
 
 #[cfg(test)]
@@ -321,7 +494,9 @@ modules:
     fn eventbus_resource_routed_to_an_undeclared_provider_names_the_field() {
         // The historical failure: provider: nats is not an iac.provider module.
         let text = "modules:\n  - {name: eventbus, type: iac.provider, config: {provider: eventbus}}\n  - {name: s, type: infra.eventbus.stream, config: {provider: nats, name: S}}\n";
-        let d = parse(Path::new("f.yaml"), text, &SecretStore::default()).err().unwrap();
+        let d = parse(Path::new("f.yaml"), text, &SecretStore::default())
+            .err()
+            .unwrap();
         assert_eq!(d[0].resource, "s");
         assert_eq!(d[0].path, "config.provider");
         assert!(d[0].fix.contains("iac_provider: eventbus"));
@@ -331,7 +506,9 @@ modules:
     fn missing_env_var_is_reported_at_its_field() {
         // A missing variable is an error naming the module and the field, not an empty string.
         let text = "modules:\n  - {name: eventbus, type: iac.provider, config: {provider: eventbus}}\n  - {name: b, type: infra.eventbus, config: {iac_provider: eventbus, url: '${EVENTBUS_TEST_SURELY_UNSET}'}}\n";
-        let d = parse(Path::new("f.yaml"), text, &SecretStore::default()).err().unwrap();
+        let d = parse(Path::new("f.yaml"), text, &SecretStore::default())
+            .err()
+            .unwrap();
         assert_eq!(d[0].path, "config.url");
         assert!(d[0].message.contains("EVENTBUS_TEST_SURELY_UNSET"));
     }
@@ -344,7 +521,14 @@ modules:
         let store = SecretStore::default();
         let infra = parse(Path::new("f.yaml"), text, &store).unwrap();
         assert!(!infra.specs[0].config_json.contains("tok-123456"));
-        assert!(infra.specs[0].config_json.contains("{{secret:b/credentials.token}}"));
-        assert_eq!(store.resolve("{{secret:b/credentials.token}}").as_deref(), Some("tok-123456"));
+        assert!(
+            infra.specs[0]
+                .config_json
+                .contains("{{secret:b/credentials.token}}")
+        );
+        assert_eq!(
+            store.resolve("{{secret:b/credentials.token}}").as_deref(),
+            Some("tok-123456")
+        );
     }
 }

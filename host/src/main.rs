@@ -10,11 +10,19 @@ use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "eventbus", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 success (plan/drift: nothing to change), 1 failure or invalid input, 2 plan/drift found changes.\n\
-Example: NATS_URL=nats://127.0.0.1:4222 eventbus -f examples/bmw/infra.yaml apply")]
+#[command(
+    after_help = "Exit codes: 0 success (plan/drift: nothing to change), 1 failure or invalid input, 2 plan/drift found changes.\n\
+Example: NATS_URL=nats://127.0.0.1:4222 eventbus -f examples/bmw/infra.yaml apply"
+)]
 struct Cli {
     /// The wfctl-format infrastructure file.
-    #[arg(short, long, global = true, default_value = "infra.yaml", env = "EVENTBUS_FILE")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "infra.yaml",
+        env = "EVENTBUS_FILE"
+    )]
     file: PathBuf,
     /// State file [default: <file's directory>/.eventbus/state.json].
     #[arg(long, global = true, env = "EVENTBUS_STATE")]
@@ -32,7 +40,12 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 64, env = "EVENTBUS_MEMORY_MIB")]
     memory_mib: usize,
     /// Sandbox: wall-clock limit for one call into the component, in seconds.
-    #[arg(long, global = true, default_value_t = 120, env = "EVENTBUS_CALL_TIMEOUT")]
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 120,
+        env = "EVENTBUS_CALL_TIMEOUT"
+    )]
     call_timeout: u64,
     /// More logging (-v info, -vv debug, -vvv trace); or set EVENTBUS_LOG.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -46,12 +59,20 @@ enum Command {
     /// Check the file without touching any server: schema, references, routing.
     Validate,
     /// Show what apply would change (exit 2 when there are changes).
-    Plan,
+    Plan {
+        /// Read every resource from its server first, so out-of-band deletes and edits show.
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Create, update, replace and delete resources until they match the file.
     Apply {
         /// Allow replacing or deleting this protected resource (repeatable; * for all).
         #[arg(long = "allow-replace", value_name = "NAME")]
         allow_replace: Vec<String>,
+        /// Read every resource from its server first: recreates what was deleted out of band
+        /// and reverts out-of-band edits.
+        #[arg(long)]
+        refresh: bool,
     },
     /// Show every resource in state as the server sees it now.
     Status,
@@ -89,15 +110,30 @@ fn init_tracing(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTBUS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .init();
 }
 
 fn main() {
+    // Die quietly when a pipe reader (`| head`) goes away, like other command-line tools.
+    // Safety: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let state = cli.state.clone().unwrap_or_else(|| {
-        let dir = cli.file.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let dir = cli
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         dir.join(".eventbus").join("state.json")
     });
     let ctx = Ctx {
@@ -106,9 +142,16 @@ fn main() {
         output: cli.output,
         component: cli.component.clone(),
         lock_timeout: Duration::from_secs(cli.lock_timeout),
-        limits: Limits { memory_bytes: cli.memory_mib << 20, call_timeout: Duration::from_secs(cli.call_timeout.max(1)), ..Limits::default() },
+        limits: Limits {
+            memory_bytes: cli.memory_mib << 20,
+            call_timeout: Duration::from_secs(cli.call_timeout.max(1)),
+            ..Limits::default()
+        },
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -118,12 +161,19 @@ fn main() {
     let result = rt.block_on(async {
         match &cli.command {
             Command::Validate => commands::validate::run(&ctx).await,
-            Command::Plan => commands::plan::run(&ctx).await,
-            Command::Apply { allow_replace } => commands::apply::run(&ctx, allow_replace, false).await,
+            Command::Plan { refresh } => commands::plan::run(&ctx, *refresh).await,
+            Command::Apply {
+                allow_replace,
+                refresh,
+            } => commands::apply::run(&ctx, allow_replace, false, *refresh).await,
             Command::Status => commands::status::run(&ctx).await,
             Command::Drift => commands::drift::run(&ctx).await,
-            Command::Destroy { allow_replace } => commands::apply::run(&ctx, allow_replace, true).await,
-            Command::Import { name, rtype, id } => commands::import::run(&ctx, name, rtype, id).await,
+            Command::Destroy { allow_replace } => {
+                commands::apply::run(&ctx, allow_replace, true, false).await
+            }
+            Command::Import { name, rtype, id } => {
+                commands::import::run(&ctx, name, rtype, id).await
+            }
             Command::Schema { rtype } => commands::schema::run(&ctx, rtype.as_deref()).await,
         }
     });

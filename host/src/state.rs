@@ -48,7 +48,9 @@ pub struct State {
 }
 
 pub fn now_rfc3339() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -61,7 +63,12 @@ pub fn now_rfc3339() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 pub fn config_hash(config_json: &str) -> String {
@@ -81,27 +88,47 @@ fn acquire(path: &Path, timeout: Duration, command: &str) -> Result<File> {
     if let Some(dir) = lp.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lp).with_context(|| format!("opening the lock file {}", lp.display()))?;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lp)
+        .with_context(|| format!("opening the lock file {}", lp.display()))?;
     let started = Instant::now();
     loop {
         match f.try_lock() {
             Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(100)),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = f.read_to_string(&mut holder);
                 bail!(
                     "the state {} is locked by another eventbus process ({}); wait for it to finish, or pass --lock-timeout to wait longer",
                     path.display(),
-                    if holder.trim().is_empty() { "holder unknown".to_string() } else { holder.trim().to_string() }
+                    if holder.trim().is_empty() {
+                        "holder unknown".to_string()
+                    } else {
+                        holder.trim().to_string()
+                    }
                 );
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", lp.display())),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", lp.display()));
+            }
         }
     }
     f.set_len(0)?;
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    write!(f, "pid {} on {} running `{command}` since {}", std::process::id(), host.trim(), now_rfc3339())?;
+    write!(
+        f,
+        "pid {} on {} running `{command}` since {}",
+        std::process::id(),
+        host.trim(),
+        now_rfc3339()
+    )?;
     f.flush()?;
     Ok(f)
 }
@@ -115,16 +142,29 @@ impl State {
         };
         let data = match std::fs::read(path) {
             Ok(bytes) => {
-                let data: StateFile = serde_json::from_slice(&bytes).with_context(|| format!("the state file {} is not valid JSON state", path.display()))?;
+                let data: StateFile = serde_json::from_slice(&bytes).with_context(|| {
+                    format!("the state file {} is not valid JSON state", path.display())
+                })?;
                 if data.version > FORMAT_VERSION {
-                    bail!("the state file {} has format {}, newer than this eventbus understands ({FORMAT_VERSION})", path.display(), data.version);
+                    bail!(
+                        "the state file {} has format {}, newer than this eventbus understands ({FORMAT_VERSION})",
+                        path.display(),
+                        data.version
+                    );
                 }
                 data
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile { version: FORMAT_VERSION, resources: vec![] },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateFile {
+                version: FORMAT_VERSION,
+                resources: vec![],
+            },
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        Ok(State { path: path.to_path_buf(), _lock: lock, data })
+        Ok(State {
+            path: path.to_path_buf(),
+            _lock: lock,
+            data,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -133,14 +173,26 @@ impl State {
 
     /// Writes the whole state atomically: a reader sees the old file or the new one, never half.
     pub fn save(&self) -> Result<()> {
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{}.tmp-{}", self.path.file_name().and_then(|n| n.to_str()).unwrap_or("state"), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            self.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("state"),
+            std::process::id()
+        ));
         let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         f.write_all(&serde_json::to_vec_pretty(&self.data)?)?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, &self.path).with_context(|| format!("replacing {}", self.path.display()))?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("replacing {}", self.path.display()))?;
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
@@ -168,7 +220,15 @@ impl State {
     }
 
     pub fn refs(&self) -> Vec<wit::ResourceRef> {
-        self.data.resources.iter().map(|r| wit::ResourceRef { name: r.name.clone(), resource_type: r.rtype.clone(), provider_id: r.provider_id.clone() }).collect()
+        self.data
+            .resources
+            .iter()
+            .map(|r| wit::ResourceRef {
+                name: r.name.clone(),
+                resource_type: r.rtype.clone(),
+                provider_id: r.provider_id.clone(),
+            })
+            .collect()
     }
 }
 
@@ -192,7 +252,12 @@ pub fn record_to_wit(r: &Record) -> wit::ResourceState {
 }
 
 /// The record for a resource a driver just created or updated.
-pub fn record_from(spec: &wit::ResourceSpec, out: &wit::ResourceOutput, provider_ref: &str, previous: Option<&Record>) -> Record {
+pub fn record_from(
+    spec: &wit::ResourceSpec,
+    out: &wit::ResourceOutput,
+    provider_ref: &str,
+    previous: Option<&Record>,
+) -> Record {
     let now = now_rfc3339();
     Record {
         name: spec.name.clone(),
@@ -241,10 +306,19 @@ mod tests {
         s.upsert(rec("a"));
         s.save().unwrap();
         let back = State::open(&path, None).unwrap();
-        let names: Vec<&str> = back.data.resources.iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<&str> = back
+            .data
+            .resources
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
         assert_eq!(names, ["b", "a"]);
         // No temp file is left beside it.
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
         assert!(leftovers.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -256,9 +330,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.json");
         let _held = State::open(&path, Some((Duration::ZERO, "apply"))).unwrap();
-        let err = State::open(&path, Some((Duration::from_millis(200), "apply"))).err().unwrap().to_string();
+        let err = State::open(&path, Some((Duration::from_millis(200), "apply")))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("locked"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -156,13 +156,13 @@ impl NatsServer {
                 break url;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "nats-server exited early ({status}); log:\n{}",
-                    self.log()
-                );
+                panic!("nats-server exited early ({status}); log:\n{}", self.log());
             }
             if Instant::now() > deadline {
-                panic!("nats-server wrote no ports file within 20s; log:\n{}", self.log());
+                panic!(
+                    "nats-server wrote no ports file within 20s; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -177,7 +177,10 @@ impl NatsServer {
                 break;
             }
             if Instant::now() > deadline {
-                panic!("nats-server at {url} accepts no connections; log:\n{}", self.log());
+                panic!(
+                    "nats-server at {url} accepts no connections; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -284,7 +287,10 @@ impl Output {
     /// stdout parsed as JSON (panics with the full output if it is not JSON).
     pub fn json(&self) -> Value {
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!("stdout of `eventbus {}` is not JSON ({e}):\n{self}", self.args.join(" "))
+            panic!(
+                "stdout of `eventbus {}` is not JSON ({e}):\n{self}",
+                self.args.join(" ")
+            )
         })
     }
 
@@ -297,7 +303,8 @@ impl Output {
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
-            self.code, code,
+            self.code,
+            code,
             "`eventbus {}` exited {} instead of {code}\n{self}",
             self.args.join(" "),
             self.code
@@ -597,7 +604,10 @@ impl JetStream {
 
     /// `$JS.API.CONSUMER.INFO.<stream>.<name>` or None when it does not exist.
     pub fn consumer_info(&self, stream: &str, name: &str) -> Option<Value> {
-        let reply = self.request(&format!("$JS.API.CONSUMER.INFO.{stream}.{name}"), &Value::Null);
+        let reply = self.request(
+            &format!("$JS.API.CONSUMER.INFO.{stream}.{name}"),
+            &Value::Null,
+        );
         if is_not_found(&reply) {
             return None;
         }
@@ -622,7 +632,10 @@ impl JetStream {
     /// Delete a consumer behind the CLI's back.
     #[track_caller]
     pub fn delete_consumer(&self, stream: &str, name: &str) {
-        let reply = self.request_ok(&format!("$JS.API.CONSUMER.DELETE.{stream}.{name}"), &Value::Null);
+        let reply = self.request_ok(
+            &format!("$JS.API.CONSUMER.DELETE.{stream}.{name}"),
+            &Value::Null,
+        );
         assert_eq!(reply["success"], json!(true), "consumer delete: {reply}");
     }
 
@@ -643,7 +656,9 @@ impl JetStream {
     /// Create a durable consumer behind the CLI's back (`config` must hold `durable_name`).
     #[track_caller]
     pub fn create_consumer(&self, stream: &str, config: &Value) -> Value {
-        let name = config["durable_name"].as_str().expect("consumer config has a durable_name");
+        let name = config["durable_name"]
+            .as_str()
+            .expect("consumer config has a durable_name");
         self.request_ok(
             &format!("$JS.API.CONSUMER.CREATE.{stream}.{name}"),
             &json!({"stream_name": stream, "config": config}),
@@ -667,7 +682,11 @@ fn is_not_found(reply: &Value) -> bool {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -675,10 +694,10 @@ fn strings(v: &Value) -> Vec<String> {
 /// one-element `filter_subjects` (both mean the same to the server).
 pub fn consumer_filters(config: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(s) = config["filter_subject"].as_str() {
-        if !s.is_empty() {
-            out.push(s.to_string());
-        }
+    if let Some(s) = config["filter_subject"].as_str()
+        && !s.is_empty()
+    {
+        out.push(s.to_string());
     }
     out.extend(strings(&config["filter_subjects"]));
     out

@@ -20,8 +20,25 @@ pub const TARGETS: &[&str] = &[
 pub const IMPLEMENTED: &[(&str, &str)] = &[("nats", "self_hosted")];
 /// The pairs the original plugin allowed.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("nats", &["digitalocean.app_platform", "aws.ecs", "aws.eks", "kubernetes", "self_hosted"]),
-    ("kafka", &["digitalocean.managed_kafka", "aws.msk", "kubernetes", "self_hosted"]),
+    (
+        "nats",
+        &[
+            "digitalocean.app_platform",
+            "aws.ecs",
+            "aws.eks",
+            "kubernetes",
+            "self_hosted",
+        ],
+    ),
+    (
+        "kafka",
+        &[
+            "digitalocean.managed_kafka",
+            "aws.msk",
+            "kubernetes",
+            "self_hosted",
+        ],
+    ),
     ("kinesis", &["aws.kinesis"]),
 ];
 
@@ -52,58 +69,128 @@ pub struct BrokerCfg {
 pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>> {
     let mut f = Fields::new(resource, config);
     let common = read_common(&mut f);
-    let provider = f.required_str("provider", "set provider to nats, kafka or kinesis").unwrap_or_default();
+    let provider = f
+        .required_str("provider", "set provider to nats, kafka or kinesis")
+        .unwrap_or_default();
     if !provider.is_empty() && !PROVIDERS.contains(&provider.as_str()) {
-        f.error("provider", format!("{provider:?} is not a bus this provider knows"), "use nats, kafka or kinesis");
+        f.error(
+            "provider",
+            format!("{provider:?} is not a bus this provider knows"),
+            "use nats, kafka or kinesis",
+        );
     }
-    let target = f.required_str("deploy_target", "set deploy_target, e.g. self_hosted").unwrap_or_default();
+    let target = f
+        .required_str("deploy_target", "set deploy_target, e.g. self_hosted")
+        .unwrap_or_default();
     if !target.is_empty() && !TARGETS.contains(&target.as_str()) {
-        f.error("deploy_target", format!("{target:?} is not a deploy target"), format!("use one of: {}", TARGETS.join(", ")));
+        f.error(
+            "deploy_target",
+            format!("{target:?} is not a deploy target"),
+            format!("use one of: {}", TARGETS.join(", ")),
+        );
     } else if let Some((_, ok)) = ALLOWED.iter().find(|(p, _)| *p == provider) {
         if !target.is_empty() && !ok.contains(&target.as_str()) {
-            f.error("deploy_target", format!("{provider} cannot run on {target}"), format!("for {provider} use one of: {}", ok.join(", ")));
-        } else if !target.is_empty() && !IMPLEMENTED.contains(&(provider.as_str(), target.as_str())) {
-            f.error("deploy_target", format!("{provider} on {target} is not implemented in this release"), "use deploy_target: self_hosted with the url of an existing NATS server");
+            f.error(
+                "deploy_target",
+                format!("{provider} cannot run on {target}"),
+                format!("for {provider} use one of: {}", ok.join(", ")),
+            );
+        } else if !target.is_empty() && !IMPLEMENTED.contains(&(provider.as_str(), target.as_str()))
+        {
+            f.error(
+                "deploy_target",
+                format!("{provider} on {target} is not implemented in this release"),
+                "use deploy_target: self_hosted with the url of an existing NATS server",
+            );
         }
     }
     let version = f.str("version").unwrap_or_else(|| "2.10".into());
     if version == "latest" {
-        f.error("version", "\"latest\" is refused: a plan must not change under you", "pin a version such as 2.10");
+        f.error(
+            "version",
+            "\"latest\" is refused: a plan must not change under you",
+            "pin a version such as 2.10",
+        );
     }
-    let _ = f.field(&super::FieldSpec::new("replicas", "replicas", super::Kind::Int, super::Default::None, ""));
-    let urls = f.str_list("url").or_else(|| f.str_list("urls")).unwrap_or_default();
+    let _ = f.field(&super::FieldSpec::new(
+        "replicas",
+        "replicas",
+        super::Kind::Int,
+        super::Default::None,
+        "",
+    ));
+    let urls = f
+        .str_list("url")
+        .or_else(|| f.str_list("urls"))
+        .unwrap_or_default();
     if target == "self_hosted" && urls.is_empty() {
-        f.error("url", "is required for a self_hosted broker", "set url to the NATS server, e.g. nats://127.0.0.1:4222 or ${NATS_URL}");
+        f.error(
+            "url",
+            "is required for a self_hosted broker",
+            "set url to the NATS server, e.g. nats://127.0.0.1:4222 or ${NATS_URL}",
+        );
     }
     for u in &urls {
         if let Some(bad) = invalid_url(u) {
-            f.error("url", bad, "use nats://host:port, tls://host:port, ws://host:port or wss://host[:port]");
+            f.error(
+                "url",
+                bad,
+                "use nats://host:port, tls://host:port, ws://host:port or wss://host[:port]",
+            );
         }
     }
     let domain = f.str("domain").filter(|d| !d.is_empty());
     if let Some(d) = &domain {
         if d.contains(['.', '*', '>', ' ']) {
-            f.error("domain", format!("{d:?} is not a valid JetStream domain"), "use letters, digits, - and _");
+            f.error(
+                "domain",
+                format!("{d:?} is not a valid JetStream domain"),
+                "use letters, digits, - and _",
+            );
         }
     }
     let credentials = read_credentials(&mut f);
     if let Some(mut js) = f.object("jetstream") {
         let enabled = js.bool("enabled");
         if enabled == Some(false) && provider == "nats" {
-            js.error("enabled", "streams and consumers need JetStream", "set jetstream.enabled: true");
+            js.error(
+                "enabled",
+                "streams and consumers need JetStream",
+                "set jetstream.enabled: true",
+            );
         }
         for k in ["max_storage_bytes", "max_memory_bytes", "max_age"] {
             js.ignore(k);
         }
-        f.diags.extend(js.finish(&["enabled", "max_storage_bytes", "max_memory_bytes", "max_age"]));
+        f.diags.extend(js.finish(&[
+            "enabled",
+            "max_storage_bytes",
+            "max_memory_bytes",
+            "max_age",
+        ]));
     }
     for k in ["limits", "kafka", "kinesis"] {
         if f.raw(k, &[]).is_some() && k != "limits" && k != provider {
-            f.error(k, format!("{k} settings do not apply to a {provider} broker"), format!("remove {k}"));
+            f.error(
+                k,
+                format!("{k} settings do not apply to a {provider} broker"),
+                format!("remove {k}"),
+            );
         }
     }
     let diags = f.finish(&[
-        "provider", "deploy_target", "version", "replicas", "url", "urls", "domain", "credentials", "jetstream", "limits", "kafka", "kinesis",
+        "provider",
+        "deploy_target",
+        "version",
+        "replicas",
+        "url",
+        "urls",
+        "domain",
+        "credentials",
+        "jetstream",
+        "limits",
+        "kafka",
+        "kinesis",
     ]);
     if !diags.is_empty() {
         return Err(diags);
@@ -112,9 +199,24 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
     identity.insert("provider".into(), json!(provider));
     identity.insert("deploy_target".into(), json!(target));
     identity.insert("urls".into(), json!(urls));
-    identity.insert("domain".into(), domain.clone().map_or(Value::Null, Value::String));
-    identity.insert("credentials".into(), json!(credentials.as_ref().map(cred_kind)));
-    Ok(BrokerCfg { provider, deploy_target: target, urls, domain, credentials, version, common, identity })
+    identity.insert(
+        "domain".into(),
+        domain.clone().map_or(Value::Null, Value::String),
+    );
+    identity.insert(
+        "credentials".into(),
+        json!(credentials.as_ref().map(cred_kind)),
+    );
+    Ok(BrokerCfg {
+        provider,
+        deploy_target: target,
+        urls,
+        domain,
+        credentials,
+        version,
+        common,
+        identity,
+    })
 }
 
 fn cred_kind(c: &Credentials) -> &'static str {
@@ -131,7 +233,11 @@ fn read_credentials(f: &mut Fields) -> Option<Credentials> {
     let secret = |c: &mut Fields, key: &str| -> Option<String> {
         let v = c.str(key)?;
         if !v.starts_with(SECRET_PREFIX) {
-            c.error(key, "credentials must not be written in the file", "use secret://NAME or ${ENV_VAR}; the host keeps the value");
+            c.error(
+                key,
+                "credentials must not be written in the file",
+                "use secret://NAME or ${ENV_VAR}; the host keeps the value",
+            );
             return None;
         }
         Some(v)
@@ -148,7 +254,11 @@ fn read_credentials(f: &mut Fields) -> Option<Credentials> {
         (None, None, None, None, Some(k)) => Some(Credentials::Creds(k)),
         (None, None, None, None, None) => None,
         _ => {
-            c.error("", "exactly one of token, user+password, nkey_seed or creds", "keep one kind of credential");
+            c.error(
+                "",
+                "exactly one of token, user+password, nkey_seed or creds",
+                "keep one kind of credential",
+            );
             None
         }
     };
@@ -200,9 +310,20 @@ mod tests {
     #[test]
     fn unimplemented_and_impossible_targets_are_named() {
         // kinesis cannot run on kubernetes; the error names the allowed targets.
-        let d = parse("b", &cfg(r#"{"provider":"kinesis","deploy_target":"kubernetes"}"#)).unwrap_err();
-        assert!(d.iter().any(|d| d.path == "config.deploy_target" && d.fix.contains("aws.kinesis")));
-        let d = parse("b", &cfg(r#"{"provider":"nats","deploy_target":"kubernetes"}"#)).unwrap_err();
+        let d = parse(
+            "b",
+            &cfg(r#"{"provider":"kinesis","deploy_target":"kubernetes"}"#),
+        )
+        .unwrap_err();
+        assert!(
+            d.iter()
+                .any(|d| d.path == "config.deploy_target" && d.fix.contains("aws.kinesis"))
+        );
+        let d = parse(
+            "b",
+            &cfg(r#"{"provider":"nats","deploy_target":"kubernetes"}"#),
+        )
+        .unwrap_err();
         assert!(d.iter().any(|d| d.message.contains("not implemented")));
     }
 

@@ -24,12 +24,18 @@ pub fn parse(text: &str) -> Result<i64, String> {
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!("invalid duration {text:?}: expected a number at {rest:?}"));
+            return Err(format!(
+                "invalid duration {text:?}: expected a number at {rest:?}"
+            ));
         }
         let (num, after) = rest.split_at(num_len);
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
         let Some(&(_, scale)) = NS.iter().find(|(u, _)| *u == unit) else {
             return Err(if unit.is_empty() {
@@ -39,18 +45,30 @@ pub fn parse(text: &str) -> Result<i64, String> {
             });
         };
         let value = if let Some((int, frac)) = num.split_once('.') {
-            let int: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| format!("invalid duration {text:?}"))? };
+            let int: u128 = if int.is_empty() {
+                0
+            } else {
+                int.parse()
+                    .map_err(|_| format!("invalid duration {text:?}"))?
+            };
             let mut frac_ns: u128 = 0;
             let mut div: u128 = 1;
             for c in frac.chars().take(18) {
-                frac_ns = frac_ns * 10 + c.to_digit(10).ok_or_else(|| format!("invalid duration {text:?}"))? as u128;
+                frac_ns = frac_ns * 10
+                    + c.to_digit(10)
+                        .ok_or_else(|| format!("invalid duration {text:?}"))?
+                        as u128;
                 div *= 10;
             }
             int * scale + frac_ns * scale / div
         } else {
-            num.parse::<u128>().map_err(|_| format!("invalid duration {text:?}"))? * scale
+            num.parse::<u128>()
+                .map_err(|_| format!("invalid duration {text:?}"))?
+                * scale
         };
-        total = total.checked_add(value).ok_or_else(|| format!("duration {text:?} is too large"))?;
+        total = total
+            .checked_add(value)
+            .ok_or_else(|| format!("duration {text:?} is too large"))?;
         rest = next;
     }
     i64::try_from(total).map_err(|_| format!("duration {text:?} is too large"))

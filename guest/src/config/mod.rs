@@ -12,7 +12,14 @@ use crate::model::Json;
 use serde_json::{Value, json};
 
 /// Keys every resource module may carry: routing, ordering and guards read by wfctl or us.
-pub const COMMON_KEYS: [&str; 6] = ["iac_provider", "provider", "depends_on", "protected", "adopt_existing", "size"];
+pub const COMMON_KEYS: [&str; 6] = [
+    "iac_provider",
+    "provider",
+    "depends_on",
+    "protected",
+    "adopt_existing",
+    "size",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Kind {
@@ -26,6 +33,8 @@ pub enum Kind {
     DurationList,
     StrMap,
     Placement,
+    /// Passed through as written, in the server's own JSON shape (mirror, sources, ...).
+    Json,
 }
 
 /// How an absent (or zero) value is filled in, as the server itself would.
@@ -53,11 +62,31 @@ pub struct FieldSpec {
     pub kind: Kind,
     pub default: Default,
     pub doc: &'static str,
+    /// The first nats-server version that knows the field (major, minor, patch).
+    pub since: (u32, u32, u32),
 }
 
 impl FieldSpec {
-    pub const fn new(key: &'static str, wire: &'static str, kind: Kind, default: Default, doc: &'static str) -> Self {
-        FieldSpec { key, aliases: &[], wire, kind, default, doc }
+    pub const fn new(
+        key: &'static str,
+        wire: &'static str,
+        kind: Kind,
+        default: Default,
+        doc: &'static str,
+    ) -> Self {
+        FieldSpec {
+            key,
+            aliases: &[],
+            wire,
+            kind,
+            default,
+            doc,
+            since: (2, 2, 0),
+        }
+    }
+    pub const fn since(mut self, major: u32, minor: u32) -> Self {
+        self.since = (major, minor, 0);
+        self
     }
     pub const fn alias(mut self, aliases: &'static [&'static str]) -> Self {
         self.aliases = aliases;
@@ -77,11 +106,23 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(resource: &'a str, obj: &'a Json) -> Self {
-        Fields { resource, prefix: "config".into(), obj, used: Vec::new(), diags: Vec::new() }
+        Fields {
+            resource,
+            prefix: "config".into(),
+            obj,
+            used: Vec::new(),
+            diags: Vec::new(),
+        }
     }
 
     fn nested(resource: &'a str, prefix: String, obj: &'a Json) -> Self {
-        Fields { resource, prefix, obj, used: Vec::new(), diags: Vec::new() }
+        Fields {
+            resource,
+            prefix,
+            obj,
+            used: Vec::new(),
+            diags: Vec::new(),
+        }
     }
 
     pub fn path(&self, key: &str) -> String {
@@ -90,7 +131,8 @@ impl<'a> Fields<'a> {
 
     pub fn error(&mut self, key: &str, message: impl Into<String>, fix: impl Into<String>) {
         let path = self.path(key);
-        self.diags.push(FieldDiag::new(self.resource, &path, message, fix));
+        self.diags
+            .push(FieldDiag::new(self.resource, &path, message, fix));
     }
 
     /// The raw value of `key` (or one of its aliases), marking it used.
@@ -122,7 +164,11 @@ impl<'a> Fields<'a> {
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
             other => {
-                self.error(k, format!("expected a string, got {}", type_name(other)), "write a plain string value");
+                self.error(
+                    k,
+                    format!("expected a string, got {}", type_name(other)),
+                    "write a plain string value",
+                );
                 None
             }
         }
@@ -153,7 +199,11 @@ impl<'a> Fields<'a> {
             Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
             Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
             other => {
-                self.error(k, format!("expected true or false, got {other}"), "write true or false");
+                self.error(
+                    k,
+                    format!("expected true or false, got {other}"),
+                    "write true or false",
+                );
                 None
             }
         }
@@ -161,12 +211,18 @@ impl<'a> Fields<'a> {
 
     fn as_int(&mut self, v: &Value, k: &str) -> Option<i64> {
         let parsed = match v {
-            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
             Value::String(s) => s.trim().parse::<i64>().ok(),
             _ => None,
         };
         if parsed.is_none() {
-            self.error(k, format!("expected a whole number, got {v}"), "write an integer such as 1000 (or -1 for unlimited)");
+            self.error(
+                k,
+                format!("expected a whole number, got {v}"),
+                "write an integer such as 1000 (or -1 for unlimited)",
+            );
         }
         parsed
     }
@@ -176,13 +232,21 @@ impl<'a> Fields<'a> {
             Value::String(s) => match duration::parse(s) {
                 Ok(ns) => Some(ns),
                 Err(e) => {
-                    self.error(k, e, "use a duration with a unit, such as 30s, 15m, 2h or 168h");
+                    self.error(
+                        k,
+                        e,
+                        "use a duration with a unit, such as 30s, 15m, 2h or 168h",
+                    );
                     None
                 }
             },
             Value::Number(n) if n.as_i64() == Some(0) => Some(0),
             other => {
-                self.error(k, format!("expected a duration such as \"30s\", got {other}"), "quote a duration with a unit, such as \"30s\" or \"168h\"");
+                self.error(
+                    k,
+                    format!("expected a duration such as \"30s\", got {other}"),
+                    "quote a duration with a unit, such as \"30s\" or \"168h\"",
+                );
                 None
             }
         }
@@ -197,7 +261,11 @@ impl<'a> Fields<'a> {
                     match item {
                         Value::String(s) => out.push(s.clone()),
                         other => {
-                            self.error(k, format!("expected a list of strings, found {other}"), "quote every entry");
+                            self.error(
+                                k,
+                                format!("expected a list of strings, found {other}"),
+                                "quote every entry",
+                            );
                             return None;
                         }
                     }
@@ -205,7 +273,11 @@ impl<'a> Fields<'a> {
                 Some(out)
             }
             other => {
-                self.error(k, format!("expected a list of strings, got {}", type_name(other)), "write a YAML list, e.g. [\"a.>\", \"b.*\"]");
+                self.error(
+                    k,
+                    format!("expected a list of strings, got {}", type_name(other)),
+                    "write a YAML list, e.g. [\"a.>\", \"b.*\"]",
+                );
                 None
             }
         }
@@ -221,7 +293,11 @@ impl<'a> Fields<'a> {
         match v {
             Value::Object(o) => Some(Fields::nested(self.resource, self.path(&k), o)),
             other => {
-                self.error(&k, format!("expected a mapping, got {}", type_name(other)), "write a YAML mapping of keys to values");
+                self.error(
+                    &k,
+                    format!("expected a mapping, got {}", type_name(other)),
+                    "write a YAML mapping of keys to values",
+                );
                 None
             }
         }
@@ -241,14 +317,22 @@ impl<'a> Fields<'a> {
                 if allowed.contains(&norm.as_str()) {
                     Some(Value::String(norm))
                 } else {
-                    self.error(&k, format!("{s:?} is not one of {}", allowed.join(", ")), format!("use one of: {}", allowed.join(", ")));
+                    self.error(
+                        &k,
+                        format!("{s:?} is not one of {}", allowed.join(", ")),
+                        format!("use one of: {}", allowed.join(", ")),
+                    );
                     None
                 }
             }
             Kind::StrList => self.as_str_list(v, &k).map(|l| json!(l)),
             Kind::DurationList => {
                 let Value::Array(items) = v else {
-                    self.error(&k, "expected a list of durations", "write a list such as [\"1s\", \"5s\", \"30s\"]");
+                    self.error(
+                        &k,
+                        "expected a list of durations",
+                        "write a list such as [\"1s\", \"5s\", \"30s\"]",
+                    );
                     return None;
                 };
                 let mut out = Vec::new();
@@ -267,13 +351,21 @@ impl<'a> Fields<'a> {
                     Some(Value::Object(out))
                 }
                 other => {
-                    self.error(&k, format!("expected a mapping of strings, got {}", type_name(other)), "write key: value pairs");
+                    self.error(
+                        &k,
+                        format!("expected a mapping of strings, got {}", type_name(other)),
+                        "write key: value pairs",
+                    );
                     None
                 }
             },
             Kind::Placement => {
                 let Value::Object(o) = v else {
-                    self.error(&k, "expected a mapping with cluster and/or tags", "write placement: {cluster: NAME, tags: [TAG]}");
+                    self.error(
+                        &k,
+                        "expected a mapping with cluster and/or tags",
+                        "write placement: {cluster: NAME, tags: [TAG]}",
+                    );
                     return None;
                 };
                 let mut sub = Fields::nested(self.resource, self.path(&k), o);
@@ -286,20 +378,36 @@ impl<'a> Fields<'a> {
                 }
                 if sub.obj.contains_key("preferred") {
                     sub.ignore("preferred");
-                    sub.error("preferred", "the server refuses a preferred server in placement", "remove placement.preferred");
+                    sub.error(
+                        "preferred",
+                        "the server refuses a preferred server in placement",
+                        "remove placement.preferred",
+                    );
                 }
                 let diags = sub.finish(&["cluster", "tags", "preferred"]);
                 self.diags.extend(diags);
                 Some(Value::Object(out))
             }
+            Kind::Json => Some(v.clone()),
         }
     }
 
     /// Reports every key that no reader consumed, suggesting the nearest known key.
     pub fn finish(mut self, known: &[&str]) -> Vec<FieldDiag> {
-        let unknown: Vec<String> = self.obj.keys().filter(|k| !self.used.contains(k)).cloned().collect();
+        let unknown: Vec<String> = self
+            .obj
+            .keys()
+            .filter(|k| !self.used.contains(k))
+            .cloned()
+            .collect();
         for key in unknown {
-            let fix = match nearest(&key, known.iter().copied().chain(self.used.iter().map(|s| s.as_str()))) {
+            let fix = match nearest(
+                &key,
+                known
+                    .iter()
+                    .copied()
+                    .chain(self.used.iter().map(|s| s.as_str())),
+            ) {
                 Some(near) => format!("did you mean `{near}`? Otherwise remove it"),
                 None => "remove it; `eventbus schema` lists the accepted keys".to_string(),
             };
@@ -334,7 +442,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -348,7 +460,11 @@ pub fn apply_defaults(table: &[FieldSpec], wire: &mut Json) {
         let cur = wire.get(f.wire).cloned();
         let filled = match (f.default, cur) {
             (Default::Unlimited, None) => Some(json!(-1)),
-            (Default::Unlimited, Some(Value::Number(n))) if n.as_i64().is_some_and(|v| v == 0 || v < -1) => Some(json!(-1)),
+            (Default::Unlimited, Some(Value::Number(n)))
+                if n.as_i64().is_some_and(|v| v == 0 || v < -1) =>
+            {
+                Some(json!(-1))
+            }
             (Default::Int(d), None) => Some(json!(d)),
             (Default::Int(d), Some(Value::Number(n))) if n.as_i64() == Some(0) => Some(json!(d)),
             (Default::Str(d), None) => Some(json!(d)),
@@ -379,8 +495,15 @@ pub fn apply_defaults(table: &[FieldSpec], wire: &mut Json) {
 /// A wire value rendered for people: durations as "30s", everything else as JSON.
 pub fn display_value(kind: Kind, v: &Value) -> Value {
     match (kind, v) {
-        (Kind::Duration, Value::Number(n)) => Value::String(duration::format(n.as_i64().unwrap_or(0))),
-        (Kind::DurationList, Value::Array(items)) => Value::Array(items.iter().map(|i| display_value(Kind::Duration, i)).collect()),
+        (Kind::Duration, Value::Number(n)) => {
+            Value::String(duration::format(n.as_i64().unwrap_or(0)))
+        }
+        (Kind::DurationList, Value::Array(items)) => Value::Array(
+            items
+                .iter()
+                .map(|i| display_value(Kind::Duration, i))
+                .collect(),
+        ),
         _ => v.clone(),
     }
 }
@@ -393,18 +516,26 @@ pub fn schema(title: &str, table: &[FieldSpec], required: &[&str], extra: Json) 
             Kind::Str => json!({"type": "string"}),
             Kind::Int => json!({"type": ["integer", "string"]}),
             Kind::Bool => json!({"type": "boolean"}),
-            Kind::Duration => json!({"type": "string", "pattern": "^([0-9.]+(ns|us|µs|ms|s|m|h|d))+$|^0$"}),
+            Kind::Duration => {
+                json!({"type": "string", "pattern": "^([0-9.]+(ns|us|µs|ms|s|m|h|d))+$|^0$"})
+            }
             Kind::Enum(v) => json!({"type": "string", "enum": v}),
             Kind::StrList => json!({"type": "array", "items": {"type": "string"}}),
             Kind::DurationList => json!({"type": "array", "items": {"type": "string"}}),
             Kind::StrMap => json!({"type": "object", "additionalProperties": {"type": "string"}}),
-            Kind::Placement => json!({"type": "object", "properties": {"cluster": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}, "additionalProperties": false}),
+            Kind::Placement => {
+                json!({"type": "object", "properties": {"cluster": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}, "additionalProperties": false})
+            }
+            Kind::Json => json!({"type": ["object", "array"]}),
         };
         let mut s = s.as_object().cloned().unwrap_or_default();
         s.insert("description".into(), json!(f.doc));
         props.insert(f.key.to_string(), Value::Object(s.clone()));
         for a in f.aliases {
-            props.insert(a.to_string(), json!({"$ref": format!("#/properties/{}", f.key), "deprecated": true}));
+            props.insert(
+                a.to_string(),
+                json!({"$ref": format!("#/properties/{}", f.key), "deprecated": true}),
+            );
         }
     }
     for k in COMMON_KEYS {
@@ -474,7 +605,13 @@ mod tests {
     #[test]
     fn defaults_normalise_zero_limits_to_unlimited() {
         // nats-server stores 0 limits as -1; both must compare equal after normalisation.
-        let table = [FieldSpec::new("max_msgs", "max_msgs", Kind::Int, Default::Unlimited, "")];
+        let table = [FieldSpec::new(
+            "max_msgs",
+            "max_msgs",
+            Kind::Int,
+            Default::Unlimited,
+            "",
+        )];
         let mut a: Json = serde_json::from_str(r#"{"max_msgs": 0}"#).unwrap();
         let mut b = Json::new();
         apply_defaults(&table, &mut a);

@@ -7,30 +7,273 @@ use crate::model::Json;
 use serde_json::{Value, json};
 
 pub const FIELDS: &[FieldSpec] = &[
-    FieldSpec::new("name", "name", Kind::Str, D::None, "the JetStream stream name (no spaces, dots, * or >)"),
-    FieldSpec::new("description", "description", Kind::Str, D::None, "free text shown by the server"),
-    FieldSpec::new("subjects", "subjects", Kind::StrList, D::None, "subjects the stream captures, wildcards allowed"),
-    FieldSpec::new("retention_policy", "retention", Kind::Enum(&["limits", "interest", "workqueue"]), D::Str("limits"), "when messages are removed")
-        .alias(&["retention"]),
-    FieldSpec::new("storage", "storage", Kind::Enum(&["file", "memory"]), D::Str("file"), "file or memory storage"),
-    FieldSpec::new("num_replicas", "num_replicas", Kind::Int, D::Int(1), "replicas in a cluster (1..5)").alias(&["replicas"]),
-    FieldSpec::new("max_consumers", "max_consumers", Kind::Int, D::Unlimited, "-1 for unlimited"),
-    FieldSpec::new("max_msgs", "max_msgs", Kind::Int, D::Unlimited, "-1 for unlimited"),
-    FieldSpec::new("max_bytes", "max_bytes", Kind::Int, D::Unlimited, "-1 for unlimited"),
-    FieldSpec::new("max_age", "max_age", Kind::Duration, D::Int(0), "oldest message kept, e.g. 168h; 0 keeps forever"),
-    FieldSpec::new("max_msgs_per_subject", "max_msgs_per_subject", Kind::Int, D::Unlimited, "-1 for unlimited"),
-    FieldSpec::new("max_msg_size", "max_msg_size", Kind::Int, D::Unlimited, "largest message in bytes, -1 for unlimited"),
-    FieldSpec::new("discard", "discard", Kind::Enum(&["old", "new"]), D::Str("old"), "what to drop when a limit is hit"),
-    FieldSpec::new("duplicate_window", "duplicate_window", Kind::Duration, D::Derived, "de-duplication window; defaults to 2m or max_age if smaller"),
-    FieldSpec::new("no_ack", "no_ack", Kind::Bool, D::Bool(false), "do not acknowledge publishes"),
-    FieldSpec::new("allow_rollup_hdrs", "allow_rollup_hdrs", Kind::Bool, D::Bool(false), "allow Nats-Rollup headers"),
-    FieldSpec::new("deny_delete", "deny_delete", Kind::Bool, D::Bool(false), "forbid deleting messages (cannot be undone)"),
-    FieldSpec::new("deny_purge", "deny_purge", Kind::Bool, D::Bool(false), "forbid purging (cannot be undone)"),
-    FieldSpec::new("allow_direct", "allow_direct", Kind::Bool, D::Bool(false), "allow direct get"),
-    FieldSpec::new("sealed", "sealed", Kind::Bool, D::Bool(false), "seal the stream (cannot be undone)"),
-    FieldSpec::new("compression", "compression", Kind::Enum(&["none", "s2"]), D::Str("none"), "on-disk compression (2.10+)"),
-    FieldSpec::new("placement", "placement", Kind::Placement, D::None, "cluster and tags to place the stream on"),
-    FieldSpec::new("metadata", "metadata", Kind::StrMap, D::None, "user metadata (keys starting _nats. belong to the server)"),
+    FieldSpec::new(
+        "name",
+        "name",
+        Kind::Str,
+        D::None,
+        "the JetStream stream name (no spaces, dots, * or >)",
+    ),
+    FieldSpec::new(
+        "description",
+        "description",
+        Kind::Str,
+        D::None,
+        "free text shown by the server",
+    ),
+    FieldSpec::new(
+        "subjects",
+        "subjects",
+        Kind::StrList,
+        D::None,
+        "subjects the stream captures, wildcards allowed",
+    ),
+    FieldSpec::new(
+        "retention_policy",
+        "retention",
+        Kind::Enum(&["limits", "interest", "workqueue"]),
+        D::Str("limits"),
+        "when messages are removed",
+    )
+    .alias(&["retention"]),
+    FieldSpec::new(
+        "storage",
+        "storage",
+        Kind::Enum(&["file", "memory"]),
+        D::Str("file"),
+        "file or memory storage",
+    ),
+    FieldSpec::new(
+        "num_replicas",
+        "num_replicas",
+        Kind::Int,
+        D::Int(1),
+        "replicas in a cluster (1..5)",
+    )
+    .alias(&["replicas"]),
+    FieldSpec::new(
+        "max_consumers",
+        "max_consumers",
+        Kind::Int,
+        D::Unlimited,
+        "-1 for unlimited",
+    ),
+    FieldSpec::new(
+        "max_msgs",
+        "max_msgs",
+        Kind::Int,
+        D::Unlimited,
+        "-1 for unlimited",
+    ),
+    FieldSpec::new(
+        "max_bytes",
+        "max_bytes",
+        Kind::Int,
+        D::Unlimited,
+        "-1 for unlimited",
+    ),
+    FieldSpec::new(
+        "max_age",
+        "max_age",
+        Kind::Duration,
+        D::Int(0),
+        "oldest message kept, e.g. 168h; 0 keeps forever",
+    ),
+    FieldSpec::new(
+        "max_msgs_per_subject",
+        "max_msgs_per_subject",
+        Kind::Int,
+        D::Unlimited,
+        "-1 for unlimited",
+    ),
+    FieldSpec::new(
+        "max_msg_size",
+        "max_msg_size",
+        Kind::Int,
+        D::Unlimited,
+        "largest message in bytes, -1 for unlimited",
+    ),
+    FieldSpec::new(
+        "discard",
+        "discard",
+        Kind::Enum(&["old", "new"]),
+        D::Str("old"),
+        "what to drop when a limit is hit",
+    ),
+    FieldSpec::new(
+        "duplicate_window",
+        "duplicate_window",
+        Kind::Duration,
+        D::Derived,
+        "de-duplication window; defaults to 2m or max_age if smaller",
+    ),
+    FieldSpec::new(
+        "no_ack",
+        "no_ack",
+        Kind::Bool,
+        D::Bool(false),
+        "do not acknowledge publishes",
+    ),
+    FieldSpec::new(
+        "allow_rollup_hdrs",
+        "allow_rollup_hdrs",
+        Kind::Bool,
+        D::Bool(false),
+        "allow Nats-Rollup headers",
+    ),
+    FieldSpec::new(
+        "deny_delete",
+        "deny_delete",
+        Kind::Bool,
+        D::Bool(false),
+        "forbid deleting messages (cannot be undone)",
+    ),
+    FieldSpec::new(
+        "deny_purge",
+        "deny_purge",
+        Kind::Bool,
+        D::Bool(false),
+        "forbid purging (cannot be undone)",
+    ),
+    FieldSpec::new(
+        "allow_direct",
+        "allow_direct",
+        Kind::Bool,
+        D::Bool(false),
+        "allow direct get",
+    ),
+    FieldSpec::new(
+        "sealed",
+        "sealed",
+        Kind::Bool,
+        D::Bool(false),
+        "seal the stream (cannot be undone)",
+    ),
+    FieldSpec::new(
+        "compression",
+        "compression",
+        Kind::Enum(&["none", "s2"]),
+        D::Str("none"),
+        "on-disk compression (2.10+)",
+    )
+    .since(2, 10),
+    FieldSpec::new(
+        "placement",
+        "placement",
+        Kind::Placement,
+        D::None,
+        "cluster and tags to place the stream on",
+    ),
+    FieldSpec::new(
+        "metadata",
+        "metadata",
+        Kind::StrMap,
+        D::None,
+        "user metadata (keys starting _nats. belong to the server)",
+    )
+    .since(2, 10),
+    FieldSpec::new(
+        "mirror_direct",
+        "mirror_direct",
+        Kind::Bool,
+        D::Bool(false),
+        "direct get from a mirror",
+    )
+    .since(2, 9),
+    FieldSpec::new(
+        "republish",
+        "republish",
+        Kind::Json,
+        D::None,
+        "{src, dest, headers_only}: republish stored messages",
+    )
+    .since(2, 9),
+    FieldSpec::new(
+        "subject_transform",
+        "subject_transform",
+        Kind::Json,
+        D::None,
+        "{src, dest}: transform subjects on the way in",
+    )
+    .since(2, 10),
+    FieldSpec::new(
+        "consumer_limits",
+        "consumer_limits",
+        Kind::Json,
+        D::None,
+        "{inactive_threshold (ns), max_ack_pending}: consumer defaults",
+    )
+    .since(2, 10),
+    FieldSpec::new(
+        "mirror",
+        "mirror",
+        Kind::Json,
+        D::None,
+        "{name, ...}: make this stream a mirror (cannot change later)",
+    ),
+    FieldSpec::new(
+        "sources",
+        "sources",
+        Kind::Json,
+        D::None,
+        "[{name, ...}]: streams to source from",
+    ),
+    FieldSpec::new(
+        "allow_msg_ttl",
+        "allow_msg_ttl",
+        Kind::Bool,
+        D::Bool(false),
+        "per-message TTL headers (cannot be disabled later)",
+    )
+    .since(2, 11),
+    FieldSpec::new(
+        "subject_delete_marker_ttl",
+        "subject_delete_marker_ttl",
+        Kind::Duration,
+        D::None,
+        "leave delete markers this long",
+    )
+    .since(2, 11),
+    FieldSpec::new(
+        "allow_msg_counter",
+        "allow_msg_counter",
+        Kind::Bool,
+        D::Bool(false),
+        "counter streams (fixed at creation)",
+    )
+    .since(2, 12),
+    FieldSpec::new(
+        "allow_atomic",
+        "allow_atomic",
+        Kind::Bool,
+        D::Bool(false),
+        "atomic batch publish",
+    )
+    .since(2, 12),
+    FieldSpec::new(
+        "allow_msg_schedules",
+        "allow_msg_schedules",
+        Kind::Bool,
+        D::Bool(false),
+        "message schedules (cannot be disabled later)",
+    )
+    .since(2, 12),
+    FieldSpec::new(
+        "persist_mode",
+        "persist_mode",
+        Kind::Enum(&["default", "async"]),
+        D::Str("default"),
+        "file persistence mode (fixed at creation)",
+    )
+    .since(2, 12),
+    FieldSpec::new(
+        "allow_batched",
+        "allow_batched",
+        Kind::Bool,
+        D::Bool(false),
+        "batched publish",
+    )
+    .since(2, 14),
 ];
 
 /// Keys the original plugin accepted that JetStream streams do not have.
@@ -50,7 +293,11 @@ pub fn parse(resource: &str, config: &Json) -> Result<StreamCfg, Vec<FieldDiag>>
     let common = read_common(&mut f);
     let broker_ref = f.str("broker_ref");
     if let Some(p) = f.str("provider").filter(|p| p != "nats") {
-        f.error("provider", format!("streams are implemented for nats only, not {p:?}"), "remove provider or set it to nats");
+        f.error(
+            "provider",
+            format!("streams are implemented for nats only, not {p:?}"),
+            "remove provider or set it to nats",
+        );
     }
     let mut wire = Json::new();
     for spec in FIELDS {
@@ -61,41 +308,75 @@ pub fn parse(resource: &str, config: &Json) -> Result<StreamCfg, Vec<FieldDiag>>
     for k in LEGACY_IGNORED {
         f.ignore(k);
     }
-    let name = wire.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = wire
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !config.contains_key("name") {
-        f.error("name", "is required", "set name to the JetStream stream name, e.g. ORDERS");
+        f.error(
+            "name",
+            "is required",
+            "set name to the JetStream stream name, e.g. ORDERS",
+        );
     } else if let Some(bad) = invalid_name(&name) {
         f.error("name", bad, "use letters, digits, - and _ only");
     }
     match wire.get("subjects").and_then(Value::as_array) {
-        None if !config.contains_key("subjects") => {
-            f.error("subjects", "at least one subject is required", "set subjects, e.g. [\"orders.>\"]")
-        }
-        Some(s) if s.is_empty() => f.error("subjects", "at least one subject is required", "set subjects, e.g. [\"orders.>\"]"),
+        None if !config.contains_key("subjects") => f.error(
+            "subjects",
+            "at least one subject is required",
+            "set subjects, e.g. [\"orders.>\"]",
+        ),
+        Some(s) if s.is_empty() => f.error(
+            "subjects",
+            "at least one subject is required",
+            "set subjects, e.g. [\"orders.>\"]",
+        ),
         Some(s) => {
             for subj in s.iter().filter_map(Value::as_str) {
                 if let Some(bad) = invalid_subject(subj) {
-                    f.error("subjects", format!("{subj:?}: {bad}"), "use dot-separated tokens; * and > only as whole tokens, > last");
+                    f.error(
+                        "subjects",
+                        format!("{subj:?}: {bad}"),
+                        "use dot-separated tokens; * and > only as whole tokens, > last",
+                    );
                 }
             }
         }
         None => {}
     }
     if wire.get("sealed") == Some(&json!(true)) {
-        f.error("sealed", "a stream cannot be created sealed", "create it unsealed, then set sealed: true in a later apply");
+        f.error(
+            "sealed",
+            "a stream cannot be created sealed",
+            "create it unsealed, then set sealed: true in a later apply",
+        );
     }
     if let Some(r) = wire.get("num_replicas").and_then(Value::as_i64) {
         if !(0..=5).contains(&r) {
-            f.error("num_replicas", format!("{r} is out of range"), "use 1 to 5 replicas");
+            f.error(
+                "num_replicas",
+                format!("{r} is out of range"),
+                "use 1 to 5 replicas",
+            );
         }
     }
     let age = wire.get("max_age").and_then(Value::as_i64).unwrap_or(0);
     if age != 0 && age < 100_000_000 {
-        f.error("max_age", "must be at least 100ms when set", "use 0 to keep messages forever, or 100ms or more");
+        f.error(
+            "max_age",
+            "must be at least 100ms when set",
+            "use 0 to keep messages forever, or 100ms or more",
+        );
     }
     if let Some(dw) = wire.get("duplicate_window").and_then(Value::as_i64) {
         if age > 0 && dw > age {
-            f.error("duplicate_window", "can not be larger than max_age", "shorten duplicate_window or lengthen max_age");
+            f.error(
+                "duplicate_window",
+                "can not be larger than max_age",
+                "shorten duplicate_window or lengthen max_age",
+            );
         }
     }
     let mut known: Vec<&str> = FIELDS.iter().map(|s| s.key).collect();
@@ -105,17 +386,29 @@ pub fn parse(resource: &str, config: &Json) -> Result<StreamCfg, Vec<FieldDiag>>
         return Err(diags);
     }
     normalise(&mut wire);
-    Ok(StreamCfg { name, broker_ref, wire, common })
+    Ok(StreamCfg {
+        name,
+        broker_ref,
+        wire,
+        common,
+    })
 }
 
 /// Applies the server's defaults (to what we send, and to what the server reports).
 pub fn normalise(wire: &mut Json) {
     apply_defaults(FIELDS, wire);
     let age = wire.get("max_age").and_then(Value::as_i64).unwrap_or(0);
-    let dw = wire.get("duplicate_window").and_then(Value::as_i64).unwrap_or(0);
+    let dw = wire
+        .get("duplicate_window")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if dw == 0 {
         const TWO_MIN: i64 = 120_000_000_000;
-        let d = if age > 0 && age < TWO_MIN { age } else { TWO_MIN };
+        let d = if age > 0 && age < TWO_MIN {
+            age
+        } else {
+            TWO_MIN
+        };
         wire.insert("duplicate_window".into(), json!(d));
     }
     if let Some(Value::Object(meta)) = wire.get_mut("metadata") {

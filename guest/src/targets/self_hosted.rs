@@ -25,7 +25,9 @@ fn auth_json(c: &Option<Credentials>) -> Value {
     match c {
         None => Value::Null,
         Some(Credentials::Token(t)) => json!({"kind": "token", "token": t}),
-        Some(Credentials::UserPassword(u, p)) => json!({"kind": "user_password", "user": u, "password": p}),
+        Some(Credentials::UserPassword(u, p)) => {
+            json!({"kind": "user_password", "user": u, "password": p})
+        }
         Some(Credentials::NkeySeed(n)) => json!({"kind": "nkey", "nkey_seed": n}),
         Some(Credentials::Creds(k)) => json!({"kind": "creds", "creds": k}),
     }
@@ -38,7 +40,10 @@ fn verify(js: &Js, resource: &str) -> Result<Value> {
         Err(e) if e.code == 503 || e.err_code == 10039 => Err(Error::invalid(
             resource,
             "config.url",
-            format!("the server answers but JetStream is not enabled for this account ({})", e.description),
+            format!(
+                "the server answers but JetStream is not enabled for this account ({})",
+                e.description
+            ),
             "start nats-server with -js (or enable jetstream in its config)",
         )),
         Err(e) => Err(api_error(resource, "reading JetStream account info", e)),
@@ -51,12 +56,25 @@ fn output(resource: &str, c: &BrokerCfg, js: &Js, info: &Value) -> Output {
     o.insert("deploy_target".into(), json!(c.deploy_target));
     o.insert("urls".into(), json!(c.urls));
     o.insert("endpoint".into(), json!(c.urls.first()));
-    o.insert("domain".into(), c.domain.clone().map_or(Value::Null, Value::String));
+    o.insert(
+        "domain".into(),
+        c.domain.clone().map_or(Value::Null, Value::String),
+    );
     o.insert("auth".into(), auth_json(&c.credentials));
     o.insert("server_version".into(), json!(js.server_version));
-    o.insert("api_level".into(), info.pointer("/api/level").cloned().unwrap_or(json!(0)));
+    o.insert(
+        "api_level".into(),
+        info.pointer("/api/level").cloned().unwrap_or(json!(0)),
+    );
     o.insert("identity".into(), Value::Object(c.identity.clone()));
-    Output { name: resource.into(), rtype: BROKER.into(), provider_id: provider_id(resource), outputs: o, sensitive: vec![], status: "running".into() }
+    Output {
+        name: resource.into(),
+        rtype: BROKER.into(),
+        provider_id: provider_id(resource),
+        outputs: o,
+        sensitive: vec![],
+        status: "running".into(),
+    }
 }
 
 pub fn create(spec: &Spec, c: &BrokerCfg) -> Result<Output> {
@@ -75,8 +93,18 @@ pub fn read(r: &Ref) -> Result<Output> {
     let info = verify(&js, &r.name)?;
     let mut o = Json::new();
     o.insert("server_version".into(), json!(js.server_version));
-    o.insert("api_level".into(), info.pointer("/api/level").cloned().unwrap_or(json!(0)));
-    Ok(Output { name: r.name.clone(), rtype: BROKER.into(), provider_id: r.provider_id.clone(), outputs: o, sensitive: vec![], status: "running".into() })
+    o.insert(
+        "api_level".into(),
+        info.pointer("/api/level").cloned().unwrap_or(json!(0)),
+    );
+    Ok(Output {
+        name: r.name.clone(),
+        rtype: BROKER.into(),
+        provider_id: r.provider_id.clone(),
+        outputs: o,
+        sensitive: vec![],
+        status: "running".into(),
+    })
 }
 
 /// Nothing to remove: the server is not ours. The record is forgotten.
@@ -86,7 +114,12 @@ pub fn delete(_r: &Ref) -> Result<()> {
 
 pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     let c = cfg::parse(&spec.name, &spec.config).map_err(Error::Validation)?;
-    let live = current.outputs.get("identity").and_then(Value::as_object).cloned().unwrap_or_default();
+    let live = current
+        .outputs
+        .get("identity")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let mut out = Vec::new();
     for (k, want) in &c.identity {
         let have = live.get(k).cloned().unwrap_or(Value::Null);
@@ -97,7 +130,11 @@ pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
                 old: have,
                 new: want.clone(),
                 force_new: force,
-                reason: if force { format!("a broker cannot change its {k} in place") } else { String::new() },
+                reason: if force {
+                    format!("a broker cannot change its {k} in place")
+                } else {
+                    String::new()
+                },
             });
         }
     }

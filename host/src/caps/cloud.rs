@@ -6,7 +6,11 @@ use crate::runtime::HostState;
 use crate::runtime::bindings::eventbus::iac::cloud::{Host, Request, Response};
 
 impl Host for HostState {
-    async fn call(&mut self, account: String, req: Request) -> wasmtime::Result<Result<Response, CapError>> {
+    async fn call(
+        &mut self,
+        account: String,
+        req: Request,
+    ) -> wasmtime::Result<Result<Response, CapError>> {
         tracing::warn!(%account, method = %req.method, path = %req.path, "cloud call denied: no cloud accounts are granted");
         Ok(Err(CapError::Denied(format!(
             "cloud account {account:?} is not granted ({} {}): add it under `cloud_accounts` in the iac.provider module config",

@@ -4,9 +4,20 @@ use crate::runtime::HostState;
 use crate::runtime::bindings::eventbus::iac::log::{Host, Level};
 
 impl Host for HostState {
-    async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+    async fn log(
+        &mut self,
+        level: Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
         let message: String = message.chars().take(4096).collect();
-        let fields: String = fields.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>().chars().take(4096).collect();
+        let fields: String = fields
+            .iter()
+            .map(|(k, v)| format!(" {k}={v}"))
+            .collect::<String>()
+            .chars()
+            .take(4096)
+            .collect();
         let text = self.caps.secrets.redact(&format!("{message}{fields}"));
         match level {
             Level::Trace => tracing::trace!(target: "guest", "{text}"),

@@ -22,7 +22,11 @@ pub struct Caps {
 
 impl Caps {
     pub fn new(nats: nats::NatsCap, secrets: secrets::SecretStore, limits: Limits) -> Caps {
-        Caps { nats, secrets, limits }
+        Caps {
+            nats,
+            secrets,
+            limits,
+        }
     }
 }
 

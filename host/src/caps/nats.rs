@@ -47,18 +47,30 @@ pub struct NatsCap {
 pub fn grant_key(url: &str) -> Option<String> {
     let (scheme, rest) = url.trim().split_once("://")?;
     let scheme = scheme.to_ascii_lowercase();
-    let hostport = rest.split(['/', '?']).next()?.rsplit('@').next()?.to_ascii_lowercase();
+    let hostport = rest
+        .split(['/', '?'])
+        .next()?
+        .rsplit('@')
+        .next()?
+        .to_ascii_lowercase();
     if hostport.is_empty() {
         return None;
     }
-    let has_port = hostport.rsplit_once(':').is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty()) && !hostport.ends_with(']');
+    let has_port = hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty())
+        && !hostport.ends_with(']');
     let port = match scheme.as_str() {
         "nats" | "tls" => "4222",
         "ws" => "80",
         "wss" => "443",
         _ => return None,
     };
-    Some(if has_port { format!("{scheme}://{hostport}") } else { format!("{scheme}://{hostport}:{port}") })
+    Some(if has_port {
+        format!("{scheme}://{hostport}")
+    } else {
+        format!("{scheme}://{hostport}:{port}")
+    })
 }
 
 fn auth_from_wit(a: Auth) -> AuthSpec {
@@ -83,27 +95,55 @@ impl NatsCap {
     }
 
     pub fn broker_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.brokers.read().expect("brokers").keys().cloned().collect();
+        let mut v: Vec<String> = self
+            .brokers
+            .read()
+            .expect("brokers")
+            .keys()
+            .cloned()
+            .collect();
         v.sort();
         v
     }
 
     /// Records a broker from its outputs (`urls`, `domain`, `auth` with secret handles).
     pub fn register_broker(&self, name: &str, outputs: &Value) {
-        let urls: Vec<String> = outputs.get("urls").and_then(Value::as_array).map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect()).unwrap_or_default();
+        let urls: Vec<String> = outputs
+            .get("urls")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
         if urls.is_empty() {
             return;
         }
-        let s = |k: &str| outputs.pointer(&format!("/auth/{k}")).and_then(Value::as_str).map(String::from);
+        let s = |k: &str| {
+            outputs
+                .pointer(&format!("/auth/{k}"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
         let auth = match outputs.pointer("/auth/kind").and_then(Value::as_str) {
             Some("token") => s("token").map(AuthSpec::Token),
-            Some("user_password") => s("user").zip(s("password")).map(|(u, p)| AuthSpec::UserPassword(u, p)),
+            Some("user_password") => s("user")
+                .zip(s("password"))
+                .map(|(u, p)| AuthSpec::UserPassword(u, p)),
             Some("nkey") => s("nkey_seed").map(AuthSpec::NkeySeed),
             Some("creds") => s("creds").map(AuthSpec::Creds),
             _ => None,
         };
-        let domain = outputs.get("domain").and_then(Value::as_str).filter(|d| !d.is_empty()).map(String::from);
-        self.brokers.write().expect("brokers").insert(name.to_string(), BrokerEntry { urls, auth, domain });
+        let domain = outputs
+            .get("domain")
+            .and_then(Value::as_str)
+            .filter(|d| !d.is_empty())
+            .map(String::from);
+        self.brokers
+            .write()
+            .expect("brokers")
+            .insert(name.to_string(), BrokerEntry { urls, auth, domain });
     }
 
     pub fn forget_broker(&self, name: &str) {
@@ -114,17 +154,37 @@ impl NatsCap {
         let brokers = self.brokers.read().expect("brokers");
         if name.is_empty() {
             return match brokers.len() {
-                1 => Ok(brokers.iter().next().map(|(k, v)| (k.clone(), v.clone())).expect("one broker")),
-                0 => Err(CapError::Unknown("no broker is known to the host yet: apply the infra.eventbus resource first".into())),
-                _ => Err(CapError::Unknown(format!("several brokers are known ({}): name one with broker_ref", self.broker_names().join(", ")))),
+                1 => Ok(brokers
+                    .iter()
+                    .next()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .expect("one broker")),
+                0 => Err(CapError::Unknown(
+                    "no broker is known to the host yet: apply the infra.eventbus resource first"
+                        .into(),
+                )),
+                _ => Err(CapError::Unknown(format!(
+                    "several brokers are known ({}): name one with broker_ref",
+                    self.broker_names().join(", ")
+                ))),
             };
         }
-        brokers.get(name).map(|e| (name.to_string(), e.clone())).ok_or_else(|| {
-            CapError::Unknown(format!("broker {name:?} is not known to the host (known: {}): apply it first", self.broker_names().join(", ")))
-        })
+        brokers
+            .get(name)
+            .map(|e| (name.to_string(), e.clone()))
+            .ok_or_else(|| {
+                CapError::Unknown(format!(
+                    "broker {name:?} is not known to the host (known: {}): apply it first",
+                    self.broker_names().join(", ")
+                ))
+            })
     }
 
-    async fn connect(&self, e: &BrokerEntry, secrets: &super::secrets::SecretStore) -> Result<Client, CapError> {
+    async fn connect(
+        &self,
+        e: &BrokerEntry,
+        secrets: &super::secrets::SecretStore,
+    ) -> Result<Client, CapError> {
         for u in &e.urls {
             if !self.granted(u) {
                 return Err(CapError::Denied(format!(
@@ -139,7 +199,11 @@ impl NatsCap {
                 return Ok(c.clone());
             }
         }
-        let secret = |h: &str| secrets.resolve(h).ok_or_else(|| CapError::Unknown(format!("secret handle {h} is unknown to the host")));
+        let secret = |h: &str| {
+            secrets.resolve(h).ok_or_else(|| {
+                CapError::Unknown(format!("secret handle {h} is unknown to the host"))
+            })
+        };
         let mut opts = ConnectOptions::new()
             .name("eventbus-iac")
             .connection_timeout(Duration::from_secs(5))
@@ -151,18 +215,28 @@ impl NatsCap {
             Some(AuthSpec::Token(h)) => opts.token(secret(h)?),
             Some(AuthSpec::UserPassword(u, h)) => opts.user_and_password(u.clone(), secret(h)?),
             Some(AuthSpec::NkeySeed(h)) => opts.nkey(secret(h)?),
-            Some(AuthSpec::Creds(h)) => opts.credentials(&secret(h)?).map_err(|err| CapError::Invalid(format!("the creds secret is malformed: {err}")))?,
+            Some(AuthSpec::Creds(h)) => opts.credentials(&secret(h)?).map_err(|err| {
+                CapError::Invalid(format!("the creds secret is malformed: {err}"))
+            })?,
         };
         let addrs: Vec<ServerAddr> = e
             .urls
             .iter()
-            .map(|u| u.parse::<ServerAddr>().map_err(|err| CapError::Invalid(format!("{u}: {err}"))))
+            .map(|u| {
+                u.parse::<ServerAddr>()
+                    .map_err(|err| CapError::Invalid(format!("{u}: {err}")))
+            })
             .collect::<Result<_, _>>()?;
         let client = opts.connect(addrs).await.map_err(|err| {
             let text = secrets.redact(&err.to_string());
             match err.kind() {
-                async_nats::ConnectErrorKind::AuthorizationViolation => CapError::Denied(format!("{}: the server refused the credentials: {text}", e.urls.join(","))),
-                _ => CapError::Unavailable(format!("cannot connect to {}: {text}", e.urls.join(","))),
+                async_nats::ConnectErrorKind::AuthorizationViolation => CapError::Denied(format!(
+                    "{}: the server refused the credentials: {text}",
+                    e.urls.join(",")
+                )),
+                _ => {
+                    CapError::Unavailable(format!("cannot connect to {}: {text}", e.urls.join(",")))
+                }
             }
         })?;
         clients.insert(key, client.clone());
@@ -180,19 +254,31 @@ fn api_prefix(domain: Option<&str>) -> String {
 /// Only complete JetStream API subjects under this connection's prefix: no wildcards, no
 /// other subjects (`$SYS.>`, data subjects...).
 pub fn check_subject(prefix: &str, subject: &str) -> Result<(), CapError> {
-    let ok_chars = !subject.is_empty() && subject.len() <= 512 && !subject.chars().any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>');
-    let under = subject.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')).is_some_and(|r| !r.is_empty() && r.split('.').all(|t| !t.is_empty()));
+    let ok_chars = !subject.is_empty()
+        && subject.len() <= 512
+        && !subject
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>');
+    let under = subject
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('.'))
+        .is_some_and(|r| !r.is_empty() && r.split('.').all(|t| !t.is_empty()));
     if ok_chars && under {
         Ok(())
     } else {
-        Err(CapError::Denied(format!("subject {subject:?} is outside the JetStream management API ({prefix}.>): only JetStream API requests are granted")))
+        Err(CapError::Denied(format!(
+            "subject {subject:?} is outside the JetStream management API ({prefix}.>): only JetStream API requests are granted"
+        )))
     }
 }
 
 impl Host for HostState {}
 
 impl HostConnection for HostState {
-    async fn open_broker(&mut self, broker: String) -> wasmtime::Result<Result<Resource<ConnHandle>, CapError>> {
+    async fn open_broker(
+        &mut self,
+        broker: String,
+    ) -> wasmtime::Result<Result<Resource<ConnHandle>, CapError>> {
         tracing::debug!(%broker, "nats.open_broker");
         let caps = self.caps.clone();
         let (name, entry) = match caps.nats.entry(&broker) {
@@ -203,27 +289,48 @@ impl HostConnection for HostState {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        let h = ConnHandle { server_version: client.server_info().version.clone(), client, broker: name, prefix: api_prefix(entry.domain.as_deref()) };
+        let h = ConnHandle {
+            server_version: client.server_info().version.clone(),
+            client,
+            broker: name,
+            prefix: api_prefix(entry.domain.as_deref()),
+        };
         Ok(Ok(self.table.push(h)?))
     }
 
-    async fn open_endpoint(&mut self, endpoint: Endpoint) -> wasmtime::Result<Result<Resource<ConnHandle>, CapError>> {
+    async fn open_endpoint(
+        &mut self,
+        endpoint: Endpoint,
+    ) -> wasmtime::Result<Result<Resource<ConnHandle>, CapError>> {
         tracing::debug!(urls = ?endpoint.urls, "nats.open_endpoint");
         if endpoint.urls.is_empty() || endpoint.urls.len() > 16 {
-            return Ok(Err(CapError::Invalid("an endpoint needs 1 to 16 urls".into())));
+            return Ok(Err(CapError::Invalid(
+                "an endpoint needs 1 to 16 urls".into(),
+            )));
         }
         if let Some(d) = &endpoint.domain {
             if d.is_empty() || d.contains(['.', '*', '>', ' ']) {
-                return Ok(Err(CapError::Invalid(format!("{d:?} is not a JetStream domain"))));
+                return Ok(Err(CapError::Invalid(format!(
+                    "{d:?} is not a JetStream domain"
+                ))));
             }
         }
-        let entry = BrokerEntry { urls: endpoint.urls, auth: endpoint.auth.map(auth_from_wit), domain: endpoint.domain };
+        let entry = BrokerEntry {
+            urls: endpoint.urls,
+            auth: endpoint.auth.map(auth_from_wit),
+            domain: endpoint.domain,
+        };
         let caps = self.caps.clone();
         let client = match caps.nats.connect(&entry, &caps.secrets).await {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        let h = ConnHandle { server_version: client.server_info().version.clone(), client, broker: String::new(), prefix: api_prefix(entry.domain.as_deref()) };
+        let h = ConnHandle {
+            server_version: client.server_info().version.clone(),
+            client,
+            broker: String::new(),
+            prefix: api_prefix(entry.domain.as_deref()),
+        };
         Ok(Ok(self.table.push(h)?))
     }
 
@@ -239,7 +346,13 @@ impl HostConnection for HostState {
         Ok(self.table.get(&this)?.server_version.clone())
     }
 
-    async fn request(&mut self, this: Resource<ConnHandle>, subject: String, payload: Vec<u8>, timeout_ms: u32) -> wasmtime::Result<Result<Vec<u8>, CapError>> {
+    async fn request(
+        &mut self,
+        this: Resource<ConnHandle>,
+        subject: String,
+        payload: Vec<u8>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, CapError>> {
         let max = self.caps.limits.max_payload;
         let h = self.table.get(&this)?;
         tracing::debug!(%subject, bytes = payload.len(), "nats.request");
@@ -248,17 +361,29 @@ impl HostConnection for HostState {
             return Ok(Err(e));
         }
         if payload.len() > max {
-            return Ok(Err(CapError::Invalid(format!("request payload of {} bytes exceeds the {max}-byte limit", payload.len()))));
+            return Ok(Err(CapError::Invalid(format!(
+                "request payload of {} bytes exceeds the {max}-byte limit",
+                payload.len()
+            ))));
         }
         let client = h.client.clone();
         let timeout = Duration::from_millis(u64::from(timeout_ms).clamp(100, 60_000));
-        let req = async_nats::Request::new().payload(payload.into()).timeout(Some(timeout));
+        let req = async_nats::Request::new()
+            .payload(payload.into())
+            .timeout(Some(timeout));
         Ok(match client.send_request(subject.clone(), req).await {
-            Ok(msg) if msg.payload.len() > max => Err(CapError::Invalid(format!("reply of {} bytes exceeds the {max}-byte limit", msg.payload.len()))),
+            Ok(msg) if msg.payload.len() > max => Err(CapError::Invalid(format!(
+                "reply of {} bytes exceeds the {max}-byte limit",
+                msg.payload.len()
+            ))),
             Ok(msg) => Ok(msg.payload.to_vec()),
             Err(e) => Err(CapError::Unavailable(match e.kind() {
-                async_nats::RequestErrorKind::TimedOut => format!("{subject}: no reply within {timeout:?}"),
-                async_nats::RequestErrorKind::NoResponders => format!("{subject}: no responders (is JetStream enabled, and the domain right?)"),
+                async_nats::RequestErrorKind::TimedOut => {
+                    format!("{subject}: no reply within {timeout:?}")
+                }
+                async_nats::RequestErrorKind::NoResponders => format!(
+                    "{subject}: no responders (is JetStream enabled, and the domain right?)"
+                ),
                 _ => format!("{subject}: {e}"),
             })),
         })
@@ -279,8 +404,21 @@ mod tests {
         // The management API is allowed; system, data and wildcard subjects are not.
         assert!(check_subject("$JS.API", "$JS.API.STREAM.INFO.ORDERS").is_ok());
         assert!(check_subject("$JS.API", "$JS.API.INFO").is_ok());
-        for bad in ["$SYS.REQ.SERVER.PING", "orders.created", "$JS.API.>", "$JS.API.STREAM.INFO.*", "$JS.API.", "$JS.API", "$JS.APIX.INFO", "$JS.hub.API.INFO", "$JS.API..INFO"] {
-            assert!(matches!(check_subject("$JS.API", bad), Err(CapError::Denied(_))), "{bad} must be denied");
+        for bad in [
+            "$SYS.REQ.SERVER.PING",
+            "orders.created",
+            "$JS.API.>",
+            "$JS.API.STREAM.INFO.*",
+            "$JS.API.",
+            "$JS.API",
+            "$JS.APIX.INFO",
+            "$JS.hub.API.INFO",
+            "$JS.API..INFO",
+        ] {
+            assert!(
+                matches!(check_subject("$JS.API", bad), Err(CapError::Denied(_))),
+                "{bad} must be denied"
+            );
         }
         // With a domain only that domain's API is reachable.
         assert!(check_subject("$JS.hub.API", "$JS.hub.API.INFO").is_ok());

@@ -23,7 +23,10 @@ impl SecretStore {
 
     /// Keeps `value` under `name` and returns the handle the guest will see.
     pub fn put(&self, name: &str, value: String) -> String {
-        self.values.write().expect("secret store").insert(name.to_string(), value);
+        self.values
+            .write()
+            .expect("secret store")
+            .insert(name.to_string(), value);
         Self::handle(name)
     }
 
@@ -48,7 +51,16 @@ impl SecretStore {
 /// A `secret://NAME` reference: `EVENTBUS_SECRET_<NAME>` in the environment, or the file
 /// `$EVENTBUS_SECRETS_DIR/NAME`.
 pub fn lookup_named(name: &str) -> Option<String> {
-    let var: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let var: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if let Ok(v) = std::env::var(format!("EVENTBUS_SECRET_{var}")) {
         return Some(v);
     }
@@ -56,20 +68,38 @@ pub fn lookup_named(name: &str) -> Option<String> {
     if name.contains(['/', '\\']) || name.starts_with('.') {
         return None;
     }
-    std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok().map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+    std::fs::read_to_string(std::path::Path::new(&dir).join(name))
+        .ok()
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
 }
 
 impl Host for HostState {
     async fn named(&mut self, name: String) -> wasmtime::Result<Result<String, CapError>> {
         tracing::debug!(%name, "secrets.named");
-        Ok(if self.caps.secrets.values.read().expect("secret store").contains_key(&name) {
-            Ok(SecretStore::handle(&name))
-        } else {
-            Err(CapError::Unknown(format!("secret {name:?} is not configured: reference it as secret://{name} and set EVENTBUS_SECRET_{}", name.to_uppercase())))
-        })
+        Ok(
+            if self
+                .caps
+                .secrets
+                .values
+                .read()
+                .expect("secret store")
+                .contains_key(&name)
+            {
+                Ok(SecretStore::handle(&name))
+            } else {
+                Err(CapError::Unknown(format!(
+                    "secret {name:?} is not configured: reference it as secret://{name} and set EVENTBUS_SECRET_{}",
+                    name.to_uppercase()
+                )))
+            },
+        )
     }
 
-    async fn generate(&mut self, name: String, _length: u32) -> wasmtime::Result<Result<String, CapError>> {
+    async fn generate(
+        &mut self,
+        name: String,
+        _length: u32,
+    ) -> wasmtime::Result<Result<String, CapError>> {
         Ok(Err(CapError::Denied(format!(
             "generating secret {name:?} is not granted: no deploy target that needs generated credentials is enabled in this host"
         ))))

@@ -25,8 +25,16 @@ pub struct Outcome {
 }
 
 fn is_protected(a: &wit::PlanAction) -> bool {
-    let flag = |text: &str| serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("protected").cloned()).is_some_and(|p| p == json!(true) || p == json!("true"));
-    flag(&a.resource.config_json) || a.current.as_ref().is_some_and(|c| flag(&c.applied_config_json))
+    let flag = |text: &str| {
+        serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v.get("protected").cloned())
+            .is_some_and(|p| p == json!(true) || p == json!("true"))
+    };
+    flag(&a.resource.config_json)
+        || a.current
+            .as_ref()
+            .is_some_and(|c| flag(&c.applied_config_json))
 }
 
 /// Replaces and deletes of protected resources that were not explicitly allowed.
@@ -35,19 +43,39 @@ pub fn blocked(plan: &wit::IacPlan, allow: &[String]) -> Vec<String> {
         .iter()
         .filter(|a| matches!(a.action, wit::ActionKind::Replace | wit::ActionKind::Delete))
         .filter(|a| is_protected(a) && !allow.iter().any(|n| n == &a.resource.name || n == "*"))
-        .map(|a| format!("{} {} ({})", verb(a.action), a.resource.name, a.resource.resource_type))
+        .map(|a| {
+            format!(
+                "{} {} ({})",
+                verb(a.action),
+                a.resource.name,
+                a.resource.resource_type
+            )
+        })
         .collect()
 }
 
 fn ref_of(a: &wit::PlanAction) -> wit::ResourceRef {
     wit::ResourceRef {
         name: a.resource.name.clone(),
-        resource_type: a.current.as_ref().map_or(a.resource.resource_type.clone(), |c| c.resource_type.clone()),
-        provider_id: a.current.as_ref().map(|c| c.provider_id.clone()).unwrap_or_default(),
+        resource_type: a
+            .current
+            .as_ref()
+            .map_or(a.resource.resource_type.clone(), |c| {
+                c.resource_type.clone()
+            }),
+        provider_id: a
+            .current
+            .as_ref()
+            .map(|c| c.provider_id.clone())
+            .unwrap_or_default(),
     }
 }
 
-async fn delete(session: &mut Session, state: &mut State, r: &wit::ResourceRef) -> Result<std::result::Result<(), String>> {
+async fn delete(
+    session: &mut Session,
+    state: &mut State,
+    r: &wit::ResourceRef,
+) -> Result<std::result::Result<(), String>> {
     match session.guest().await?.delete(r).await {
         Ok(Ok(())) => {
             state.remove(&r.name);
@@ -62,14 +90,26 @@ async fn delete(session: &mut Session, state: &mut State, r: &wit::ResourceRef) 
     }
 }
 
-async fn create_or_update(session: &mut Session, state: &mut State, a: &wit::PlanAction, update: bool) -> Result<std::result::Result<(), String>> {
+async fn create_or_update(
+    session: &mut Session,
+    state: &mut State,
+    a: &wit::PlanAction,
+    update: bool,
+) -> Result<std::result::Result<(), String>> {
     let provider_ref = session.infra.provider_module.clone();
     let guest = session.guest().await?;
-    let res = if update { guest.update(&ref_of(a), &a.resource).await } else { guest.create(&a.resource).await };
+    let res = if update {
+        guest.update(&ref_of(a), &a.resource).await
+    } else {
+        guest.create(&a.resource).await
+    };
     match res {
         Ok(Ok(out)) => {
             if a.resource.resource_type == "infra.eventbus" {
-                session.rt.caps.nats.register_broker(&a.resource.name, &serde_json::from_str(&out.outputs_json).unwrap_or(Value::Null));
+                session.rt.caps.nats.register_broker(
+                    &a.resource.name,
+                    &serde_json::from_str(&out.outputs_json).unwrap_or(Value::Null),
+                );
             }
             let prev = state.get(&a.resource.name).cloned();
             state.upsert(record_from(&a.resource, &out, &provider_ref, prev.as_ref()));
@@ -82,14 +122,25 @@ async fn create_or_update(session: &mut Session, state: &mut State, a: &wit::Pla
 }
 
 /// Runs the actions in order. Returns one outcome per action.
-pub async fn execute(ctx: &Ctx, session: &mut Session, state: &mut State, plan: &wit::IacPlan) -> Result<Vec<Outcome>> {
+pub async fn execute(
+    ctx: &Ctx,
+    session: &mut Session,
+    state: &mut State,
+    plan: &wit::IacPlan,
+) -> Result<Vec<Outcome>> {
     let total = plan.actions.len();
     let mut failed: BTreeSet<String> = BTreeSet::new();
     let mut outcomes = Vec::new();
     for (i, a) in plan.actions.iter().enumerate() {
         let started = Instant::now();
         let name = a.resource.name.clone();
-        let progress = format!("[{}/{total}] {} {} {}", i + 1, verb(a.action), a.resource.resource_type, name);
+        let progress = format!(
+            "[{}/{total}] {} {} {}",
+            i + 1,
+            verb(a.action),
+            a.resource.resource_type,
+            name
+        );
         match ctx.output {
             Format::Text => println!("{progress} ..."),
             Format::Json => eprintln!("{progress} ..."),
@@ -102,15 +153,27 @@ pub async fn execute(ctx: &Ctx, session: &mut Session, state: &mut State, plan: 
                 wit::ActionKind::Update => create_or_update(session, state, a, true).await?,
                 wit::ActionKind::Delete => delete(session, state, &ref_of(a)).await?,
                 wit::ActionKind::Replace => match delete(session, state, &ref_of(a)).await? {
-                    Ok(()) => create_or_update(session, state, a, false).await?.map_err(|e| format!("replace: create: {e}")),
+                    Ok(()) => create_or_update(session, state, a, false)
+                        .await?
+                        .map_err(|e| format!("replace: create: {e}")),
                     Err(e) => Err(format!("replace: delete: {e}")),
                 },
             }
         };
         let millis = started.elapsed().as_millis();
         let line = match &result {
-            Ok(()) => format!("[{}/{total}] {} {} done ({millis} ms)", i + 1, verb(a.action), name),
-            Err(e) => format!("[{}/{total}] {} {} FAILED: {e}", i + 1, verb(a.action), name),
+            Ok(()) => format!(
+                "[{}/{total}] {} {} done ({millis} ms)",
+                i + 1,
+                verb(a.action),
+                name
+            ),
+            Err(e) => format!(
+                "[{}/{total}] {} {} FAILED: {e}",
+                i + 1,
+                verb(a.action),
+                name
+            ),
         };
         match ctx.output {
             Format::Text => println!("{line}"),
@@ -119,7 +182,14 @@ pub async fn execute(ctx: &Ctx, session: &mut Session, state: &mut State, plan: 
         if result.is_err() {
             failed.insert(name.clone());
         }
-        outcomes.push(Outcome { action: verb(a.action), name, rtype: a.resource.resource_type.clone(), ok: result.is_ok(), error: result.err(), millis });
+        outcomes.push(Outcome {
+            action: verb(a.action),
+            name,
+            rtype: a.resource.resource_type.clone(),
+            ok: result.is_ok(),
+            error: result.err(),
+            millis,
+        });
     }
     Ok(outcomes)
 }
@@ -144,7 +214,7 @@ pub fn report(ctx: &Ctx, plan: &wit::IacPlan, outcomes: &[Outcome], state: &Stat
 }
 
 /// `apply`, or `destroy` when `destroy` is true (a plan with nothing desired).
-pub async fn run(ctx: &Ctx, allow: &[String], destroy: bool) -> Result<Exit> {
+pub async fn run(ctx: &Ctx, allow: &[String], destroy: bool, refresh: bool) -> Result<Exit> {
     let command = if destroy { "destroy" } else { "apply" };
     let mut state = State::open(&ctx.state, Some((ctx.lock_timeout, command)))?;
     let mut session = match open(ctx, Some(&state)).await? {
@@ -154,7 +224,7 @@ pub async fn run(ctx: &Ctx, allow: &[String], destroy: bool) -> Result<Exit> {
     if destroy {
         session.infra.specs.clear();
     }
-    let plan = match compute(&mut session, &state).await? {
+    let plan = match compute(&mut session, &state, refresh).await? {
         Ok(p) => p,
         Err(d) => return Ok(report_diags(ctx, &d)),
     };

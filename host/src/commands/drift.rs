@@ -36,7 +36,12 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
             depends_on: r.dependencies.clone(),
         })
         .collect();
-    let results = session.guest().await?.detect_drift(&state.refs(), &specs).await?.map_err(|e| anyhow!(error_text(&e)))?;
+    let results = session
+        .guest()
+        .await?
+        .detect_drift(&state.refs(), &specs)
+        .await?
+        .map_err(|e| anyhow!(error_text(&e)))?;
     let drifted = results.iter().filter(|d| d.drifted).count();
     match ctx.output {
         Format::Json => {
@@ -44,29 +49,56 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
                 .iter()
                 .map(|d| json!({"name": d.name, "type": d.resource_type, "drifted": d.drifted, "class": class(d.class), "fields": d.fields, "expected": json_of(&d.expected_json), "actual": json_of(&d.actual_json)}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&json!({"drift": list, "drifted": drifted}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"drift": list, "drifted": drifted}))?
+            );
         }
         Format::Text => {
             for d in &results {
                 match d.class {
-                    wit::DriftClass::InSync => println!("IN-SYNC  {} ({})", d.name, d.resource_type),
-                    wit::DriftClass::Ghost => println!("GHOST    {} ({}): deleted outside eventbus; apply recreates it", d.name, d.resource_type),
+                    wit::DriftClass::InSync => {
+                        println!("IN-SYNC  {} ({})", d.name, d.resource_type)
+                    }
+                    wit::DriftClass::Ghost => println!(
+                        "GHOST    {} ({}): deleted outside eventbus; apply --refresh recreates it",
+                        d.name, d.resource_type
+                    ),
                     wit::DriftClass::Config => {
-                        println!("CONFIG   {} ({}): changed outside eventbus", d.name, d.resource_type);
+                        println!(
+                            "CONFIG   {} ({}): changed outside eventbus",
+                            d.name, d.resource_type
+                        );
                         let (exp, act) = (json_of(&d.expected_json), json_of(&d.actual_json));
                         for f in &d.fields {
-                            println!("           {f}: applied {} , live {}", exp.get(f).unwrap_or(&Value::Null), act.get(f).unwrap_or(&Value::Null));
+                            println!(
+                                "           {f}: applied {} , live {}",
+                                exp.get(f).unwrap_or(&Value::Null),
+                                act.get(f).unwrap_or(&Value::Null)
+                            );
                         }
                     }
-                    wit::DriftClass::Unknown => println!("UNKNOWN  {} ({})", d.name, d.resource_type),
+                    wit::DriftClass::Unknown => {
+                        println!("UNKNOWN  {} ({})", d.name, d.resource_type)
+                    }
                 }
             }
             if drifted == 0 {
-                println!("\nNo drift: {} resources match what was applied.", results.len());
+                println!(
+                    "\nNo drift: {} resources match what was applied.",
+                    results.len()
+                );
             } else {
-                println!("\n{drifted} of {} resources drifted. `eventbus apply` puts them back.", results.len());
+                println!(
+                    "\n{drifted} of {} resources drifted. `eventbus apply --refresh` puts them back.",
+                    results.len()
+                );
             }
         }
     }
-    Ok(if drifted == 0 { Exit::Ok } else { Exit::Changes })
+    Ok(if drifted == 0 {
+        Exit::Ok
+    } else {
+        Exit::Changes
+    })
 }

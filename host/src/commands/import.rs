@@ -9,13 +9,21 @@ use serde_json::json;
 pub async fn run(ctx: &Ctx, name: &str, rtype: &str, id: &str) -> Result<Exit> {
     let mut state = State::open(&ctx.state, Some((ctx.lock_timeout, "import")))?;
     if state.get(name).is_some() {
-        bail!("{name} is already in the state {}: nothing to import", state.path().display());
+        bail!(
+            "{name} is already in the state {}: nothing to import",
+            state.path().display()
+        );
     }
     let mut session = match open(ctx, Some(&state)).await? {
         Opened::Ready(s) => s,
         Opened::Invalid(d) => return Ok(report_diags(ctx, &d)),
     };
-    let imported = session.guest().await?.import(id, rtype).await?.map_err(|e| anyhow!(error_text(&e)))?;
+    let imported = session
+        .guest()
+        .await?
+        .import(id, rtype)
+        .await?
+        .map_err(|e| anyhow!(error_text(&e)))?;
     let now = now_rfc3339();
     let rec = Record {
         name: name.to_string(),
@@ -34,10 +42,19 @@ pub async fn run(ctx: &Ctx, name: &str, rtype: &str, id: &str) -> Result<Exit> {
     state.upsert(rec.clone());
     state.save()?;
     match ctx.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"imported": rec}))?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"imported": rec}))?
+        ),
         Format::Text => {
-            println!("Imported {id} as {name} ({rtype}). Its live config, to copy into {}:", ctx.file.display());
-            println!("{}", serde_yaml_ng::to_string(&rec.applied_config).unwrap_or_default());
+            println!(
+                "Imported {id} as {name} ({rtype}). Its live config, to copy into {}:",
+                ctx.file.display()
+            );
+            println!(
+                "{}",
+                serde_yaml_ng::to_string(&rec.applied_config).unwrap_or_default()
+            );
         }
     }
     Ok(Exit::Ok)

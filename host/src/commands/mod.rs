@@ -9,9 +9,9 @@ pub mod schema;
 pub mod status;
 pub mod validate;
 
+use crate::caps::Caps;
 use crate::caps::nats::NatsCap;
 use crate::caps::secrets::SecretStore;
-use crate::caps::Caps;
 use crate::infra::{self, Diag, Infra};
 use crate::runtime::limits::Limits;
 use crate::runtime::{self, Guest, Runtime, wit};
@@ -58,7 +58,10 @@ impl Session {
         if self.guest.poisoned {
             self.guest = self.rt.instance().await?;
             let cfg = self.infra.provider_config.to_string();
-            self.guest.initialize(&cfg).await?.map_err(|e| anyhow!(runtime::error_text(&e)))?;
+            self.guest
+                .initialize(&cfg)
+                .await?
+                .map_err(|e| anyhow!(runtime::error_text(&e)))?;
         }
         Ok(&mut self.guest)
     }
@@ -67,12 +70,20 @@ impl Session {
 /// Input problems, printed the way the output format asks; always exit 1.
 pub fn report_diags(ctx: &Ctx, diags: &[Diag]) -> Exit {
     match ctx.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"valid": false, "diagnostics": diags})).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"valid": false, "diagnostics": diags}))
+                .unwrap_or_default()
+        ),
         Format::Text => {
             for d in diags {
                 eprintln!("error: {d}");
             }
-            eprintln!("{} problem{} found; nothing was changed.", diags.len(), if diags.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{} problem{} found; nothing was changed.",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            );
         }
     }
     Exit::Failed
@@ -80,7 +91,9 @@ pub fn report_diags(ctx: &Ctx, diags: &[Diag]) -> Exit {
 
 /// Guest validation diagnostics, with the file and each resource's type added.
 pub fn guest_diags(infra: &Infra, e: &wit::ProviderError) -> Option<Vec<Diag>> {
-    let wit::ProviderError::Validation(list) = e else { return None };
+    let wit::ProviderError::Validation(list) = e else {
+        return None;
+    };
     Some(
         list.iter()
             .map(|d| Diag {
@@ -112,7 +125,12 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
         nats.grant(u);
     }
     if let Some(st) = state {
-        for r in st.data.resources.iter().filter(|r| r.rtype == "infra.eventbus") {
+        for r in st
+            .data
+            .resources
+            .iter()
+            .filter(|r| r.rtype == "infra.eventbus")
+        {
             if let Some(urls) = r.outputs.get("urls").and_then(Value::as_array) {
                 for u in urls.iter().filter_map(Value::as_str) {
                     nats.grant(u);
@@ -128,11 +146,15 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
     let mut guest = rt.instance().await?;
     if let Err(e) = guest.initialize(&infra.provider_config.to_string()).await? {
         if let Some(d) = guest_diags(&infra, &e) {
-            return Ok(Opened::Invalid(d.into_iter().map(|mut d| {
-                d.resource = infra.provider_module.clone();
-                d.rtype = "iac.provider".into();
-                d
-            }).collect()));
+            return Ok(Opened::Invalid(
+                d.into_iter()
+                    .map(|mut d| {
+                        d.resource = infra.provider_module.clone();
+                        d.rtype = "iac.provider".into();
+                        d
+                    })
+                    .collect(),
+            ));
         }
         return Err(anyhow!(runtime::error_text(&e)));
     }

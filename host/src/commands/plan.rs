@@ -28,9 +28,16 @@ fn sigil(a: wit::ActionKind) -> &'static str {
 }
 
 /// The guest's plan for the file against the state; input problems come back as diagnostics.
-pub async fn compute(session: &mut Session, state: &State) -> Result<std::result::Result<wit::IacPlan, Vec<Diag>>> {
+pub async fn compute(
+    session: &mut Session,
+    state: &State,
+    refresh: bool,
+) -> Result<std::result::Result<wit::IacPlan, Vec<Diag>>> {
     let desired = session.infra.specs.clone();
-    let current = state.to_wit();
+    let mut current = state.to_wit();
+    if refresh {
+        current = refreshed(session, current).await?;
+    }
     let guest = session.guest().await?;
     match guest.plan(&desired, &current).await? {
         Ok(p) => Ok(Ok(p)),
@@ -39,6 +46,39 @@ pub async fn compute(session: &mut Session, state: &State) -> Result<std::result
             None => Err(anyhow!(error_text(&e))),
         },
     }
+}
+
+/// State as the servers see it now: resources deleted out of band are dropped (so they plan
+/// as creates) and outputs are re-read (so out-of-band changes plan as updates).
+async fn refreshed(
+    session: &mut Session,
+    current: Vec<wit::ResourceState>,
+) -> Result<Vec<wit::ResourceState>> {
+    let mut out = Vec::with_capacity(current.len());
+    for mut st in current {
+        let r = wit::ResourceRef {
+            name: st.name.clone(),
+            resource_type: st.resource_type.clone(),
+            provider_id: st.provider_id.clone(),
+        };
+        match session.guest().await?.read(&r).await? {
+            Ok(live) => {
+                let mut base = json_of(&st.outputs_json);
+                if let (Value::Object(b), Value::Object(l)) =
+                    (&mut base, json_of(&live.outputs_json))
+                {
+                    b.extend(l);
+                }
+                st.outputs_json = base.to_string();
+                out.push(st);
+            }
+            Err(wit::ProviderError::NotFound(m)) => {
+                tracing::info!(resource = %st.name, "refresh: gone from the server: {m}");
+            }
+            Err(e) => return Err(anyhow!("refreshing {}: {}", st.name, error_text(&e))),
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -103,9 +143,21 @@ pub fn render_text(source: &str, plan: &wit::IacPlan) -> String {
         return out;
     }
     let _ = writeln!(out, "Plan for {source}:\n");
-    let width = plan.actions.iter().map(|a| a.resource.resource_type.len()).max().unwrap_or(0);
+    let width = plan
+        .actions
+        .iter()
+        .map(|a| a.resource.resource_type.len())
+        .max()
+        .unwrap_or(0);
     for a in &plan.actions {
-        let _ = writeln!(out, "  {:>3} {:<7} {:<width$}  {}", sigil(a.action), verb(a.action), a.resource.resource_type, a.resource.name);
+        let _ = writeln!(
+            out,
+            "  {:>3} {:<7} {:<width$}  {}",
+            sigil(a.action),
+            verb(a.action),
+            a.resource.resource_type,
+            a.resource.name
+        );
         match a.action {
             wit::ActionKind::Create => {
                 if let Value::Object(cfg) = json_of(&a.resource.config_json) {
@@ -118,7 +170,11 @@ pub fn render_text(source: &str, plan: &wit::IacPlan) -> String {
                 for c in &a.changes {
                     let (old, new) = (short(&json_of(&c.old_json)), short(&json_of(&c.new_json)));
                     if c.force_new {
-                        let _ = writeln!(out, "          {}: {old} -> {new}   # forces replacement: {}", c.path, c.reason);
+                        let _ = writeln!(
+                            out,
+                            "          {}: {old} -> {new}   # forces replacement: {}",
+                            c.path, c.reason
+                        );
                     } else {
                         let _ = writeln!(out, "          {}: {old} -> {new}", c.path);
                     }
@@ -130,17 +186,21 @@ pub fn render_text(source: &str, plan: &wit::IacPlan) -> String {
         }
     }
     let s = summary(plan);
-    let _ = writeln!(out, "\nPlan: {} to create, {} to update, {} to replace, {} to delete.", s.create, s.update, s.replace, s.delete);
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to create, {} to update, {} to replace, {} to delete.",
+        s.create, s.update, s.replace, s.delete
+    );
     out
 }
 
-pub async fn run(ctx: &Ctx) -> Result<Exit> {
+pub async fn run(ctx: &Ctx, refresh: bool) -> Result<Exit> {
     let state = State::open(&ctx.state, None)?;
     let mut session = match open(ctx, Some(&state)).await? {
         Opened::Ready(s) => s,
         Opened::Invalid(d) => return Ok(report_diags(ctx, &d)),
     };
-    let plan = match compute(&mut session, &state).await? {
+    let plan = match compute(&mut session, &state, refresh).await? {
         Ok(p) => p,
         Err(d) => return Ok(report_diags(ctx, &d)),
     };
@@ -153,5 +213,9 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
             print!("{}", render_text(&session.infra.display_name(), &plan));
         }
     }
-    Ok(if plan.actions.is_empty() { Exit::Ok } else { Exit::Changes })
+    Ok(if plan.actions.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Changes
+    })
 }

@@ -7,21 +7,43 @@ use anyhow::{Result, anyhow};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-pub const TYPES: [&str; 3] = ["infra.eventbus", "infra.eventbus.stream", "infra.eventbus.consumer"];
+pub const TYPES: [&str; 3] = [
+    "infra.eventbus",
+    "infra.eventbus.stream",
+    "infra.eventbus.consumer",
+];
 
 pub async fn run(ctx: &Ctx, rtype: Option<&str>) -> Result<Exit> {
-    let caps = Arc::new(Caps::new(Default::default(), Default::default(), ctx.limits.clone()));
+    let caps = Arc::new(Caps::new(
+        Default::default(),
+        Default::default(),
+        ctx.limits.clone(),
+    ));
     let rt = Runtime::new(&runtime::component_path(ctx.component.as_deref())?, caps)?;
     let mut guest = rt.instance().await?;
     let mut out = Map::new();
     for t in TYPES.iter().filter(|t| rtype.is_none_or(|r| r == **t)) {
-        let s = guest.schema(t).await?.map_err(|e| anyhow!(error_text(&e)))?;
+        let s = guest
+            .schema(t)
+            .await?
+            .map_err(|e| anyhow!(error_text(&e)))?;
         out.insert(t.to_string(), serde_json::from_str(&s)?);
     }
     if out.is_empty() {
-        return Err(anyhow!("unknown resource type {:?}: use one of {}", rtype.unwrap_or(""), TYPES.join(", ")));
+        return Err(anyhow!(
+            "unknown resource type {:?}: use one of {}",
+            rtype.unwrap_or(""),
+            TYPES.join(", ")
+        ));
     }
-    let v = if out.len() == 1 { out.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null) } else { Value::Object(out) };
+    let v = if out.len() == 1 {
+        out.into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .unwrap_or(Value::Null)
+    } else {
+        Value::Object(out)
+    };
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(Exit::Ok)
 }

@@ -7,9 +7,20 @@ use anyhow::{Result, anyhow};
 use serde_json::{Value, json};
 
 fn summary(rtype: &str, o: &Value) -> String {
-    let s = |k: &str| o.get(k).map(|v| match v { Value::String(s) => s.clone(), v => v.to_string() }).unwrap_or_default();
+    let s = |k: &str| {
+        o.get(k)
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            })
+            .unwrap_or_default()
+    };
     match rtype {
-        "infra.eventbus" => format!("endpoint {} (nats-server {})", s("endpoint"), s("server_version")),
+        "infra.eventbus" => format!(
+            "endpoint {} (nats-server {})",
+            s("endpoint"),
+            s("server_version")
+        ),
         "infra.eventbus.stream" => format!("subjects {}", s("subjects")),
         "infra.eventbus.consumer" => format!("on stream {}", s("stream_name")),
         _ => String::new(),
@@ -18,7 +29,10 @@ fn summary(rtype: &str, o: &Value) -> String {
 
 /// What was recorded at apply, updated with what the server reports now.
 fn merged(state: &State, name: &str, live: &str) -> Value {
-    let mut base = state.get(name).map(|r| r.outputs.clone()).unwrap_or(json!({}));
+    let mut base = state
+        .get(name)
+        .map(|r| r.outputs.clone())
+        .unwrap_or(json!({}));
     if let (Value::Object(b), Value::Object(l)) = (&mut base, json_of(live)) {
         b.extend(l);
     }
@@ -32,21 +46,39 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
         Opened::Invalid(d) => return Ok(report_diags(ctx, &d)),
     };
     let refs = state.refs();
-    let statuses = session.guest().await?.status(&refs).await?.map_err(|e| anyhow!(error_text(&e)))?;
+    let statuses = session
+        .guest()
+        .await?
+        .status(&refs)
+        .await?
+        .map_err(|e| anyhow!(error_text(&e)))?;
     match ctx.output {
         Format::Json => {
             let list: Vec<Value> = statuses
                 .iter()
                 .map(|s| json!({"name": s.name, "type": s.resource_type, "provider_id": s.provider_id, "status": s.status, "outputs": merged(&state, &s.name, &s.outputs_json)}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&json!({"resources": list}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"resources": list}))?
+            );
         }
         Format::Text => {
             if statuses.is_empty() {
                 println!("No resources in {}.", state.path().display());
             } else {
-                let wn = statuses.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
-                let wt = statuses.iter().map(|s| s.resource_type.len()).max().unwrap_or(4).max(4);
+                let wn = statuses
+                    .iter()
+                    .map(|s| s.name.len())
+                    .max()
+                    .unwrap_or(4)
+                    .max(4);
+                let wt = statuses
+                    .iter()
+                    .map(|s| s.resource_type.len())
+                    .max()
+                    .unwrap_or(4)
+                    .max(4);
                 println!("{:<wn$}  {:<wt$}  {:<8}  DETAIL", "NAME", "TYPE", "STATUS");
                 for s in &statuses {
                     let o = merged(&state, &s.name, &s.outputs_json);
@@ -54,12 +86,19 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
                         Some(e) => e.to_string(),
                         None => summary(&s.resource_type, &o),
                     };
-                    println!("{:<wn$}  {:<wt$}  {:<8}  {detail}", s.name, s.resource_type, s.status);
+                    println!(
+                        "{:<wn$}  {:<wt$}  {:<8}  {detail}",
+                        s.name, s.resource_type, s.status
+                    );
                 }
                 let running = statuses.iter().filter(|s| s.status == "running").count();
                 println!("\n{running} of {} resources running.", statuses.len());
             }
         }
     }
-    Ok(if statuses.iter().all(|s| s.status == "running") { Exit::Ok } else { Exit::Failed })
+    Ok(if statuses.iter().all(|s| s.status == "running") {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    })
 }

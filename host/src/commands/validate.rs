@@ -18,8 +18,15 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
         };
     }
     match ctx.output {
-        Format::Json => println!("{}", json!({"valid": true, "diagnostics": [], "resources": specs.len()})),
-        Format::Text => println!("{}: {} resources valid.", session.infra.display_name(), specs.len()),
+        Format::Json => println!(
+            "{}",
+            json!({"valid": true, "diagnostics": [], "resources": specs.len()})
+        ),
+        Format::Text => println!(
+            "{}: {} resources valid.",
+            session.infra.display_name(),
+            specs.len()
+        ),
     }
     Ok(Exit::Ok)
 }

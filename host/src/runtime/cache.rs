@@ -29,7 +29,8 @@ pub enum Source {
 }
 
 pub fn load(engine: &Engine, wasm_path: &Path) -> Result<(Component, Source)> {
-    let bytes = std::fs::read(wasm_path).with_context(|| format!("reading the component {}", wasm_path.display()))?;
+    let bytes = std::fs::read(wasm_path)
+        .with_context(|| format!("reading the component {}", wasm_path.display()))?;
     let sha = hex::encode(Sha256::digest(&bytes));
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
@@ -41,20 +42,33 @@ pub fn load(engine: &Engine, wasm_path: &Path) -> Result<(Component, Source)> {
         // replaced below.
         match unsafe { Component::deserialize_file(engine, &file) } {
             Ok(c) => return Ok((c, Source::Cached)),
-            Err(e) => tracing::warn!("discarding unusable cached component {}: {e}", file.display()),
+            Err(e) => tracing::warn!(
+                "discarding unusable cached component {}: {e}",
+                file.display()
+            ),
         }
     }
-    let compiled = engine.precompile_component(&bytes).map_err(|e| anyhow::anyhow!("compiling the component: {e}"))?;
-    let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| anyhow::anyhow!("loading the compiled component: {e}"))?;
+    let compiled = engine
+        .precompile_component(&bytes)
+        .map_err(|e| anyhow::anyhow!("compiling the component: {e}"))?;
+    let component = unsafe { Component::deserialize(engine, &compiled) }
+        .map_err(|e| anyhow::anyhow!("loading the compiled component: {e}"))?;
     if let Err(e) = write_atomic(&dir, &file, &compiled) {
-        tracing::warn!("could not cache the compiled component in {}: {e}", dir.display());
+        tracing::warn!(
+            "could not cache the compiled component in {}: {e}",
+            dir.display()
+        );
     }
     Ok((component, Source::Compiled))
 }
 
 fn write_atomic(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), file.file_name().and_then(|n| n.to_str()).unwrap_or("c")));
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        file.file_name().and_then(|n| n.to_str()).unwrap_or("c")
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, file)
 }

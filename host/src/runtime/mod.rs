@@ -39,7 +39,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -88,14 +91,25 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| anyhow!("starting Wasmtime: {e}"))?;
         let (component, source) = cache::load(&engine, wasm)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("linking WASI: {e}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow!("linking WASI: {e}"))?;
         EventbusProvider::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow!("linking the capabilities: {e}"))?;
-        let pre = linker.instantiate_pre(&component).map_err(|e| anyhow!("the component's imports do not match this host: {e}"))?;
-        let pre = EventbusProviderPre::new(pre).map_err(|e| anyhow!("the component does not export the eventbus world: {e}"))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("the component's imports do not match this host: {e}"))?;
+        let pre = EventbusProviderPre::new(pre)
+            .map_err(|e| anyhow!("the component does not export the eventbus world: {e}"))?;
         start_epoch_ticker(&engine);
         let limits = caps.limits.clone();
-        Ok(Runtime { engine, pre, caps, limits, source, load_time: started.elapsed() })
+        Ok(Runtime {
+            engine,
+            pre,
+            caps,
+            limits,
+            source,
+            load_time: started.elapsed(),
+        })
     }
 
     /// A fresh instance in its own store.
@@ -103,7 +117,11 @@ impl Runtime {
         let state = HostState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).instances(4).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .instances(4)
+                .trap_on_grow_failure(true)
+                .build(),
             caps: self.caps.clone(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -111,8 +129,17 @@ impl Runtime {
         store.set_hostcall_fuel(self.limits.hostcall_bytes);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(u64::MAX / 2);
-        let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| anyhow!("instantiating the component: {e}"))?;
-        Ok(Guest { store, bindings, limits: self.limits.clone(), poisoned: false })
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow!("instantiating the component: {e}"))?;
+        Ok(Guest {
+            store,
+            bindings,
+            limits: self.limits.clone(),
+            poisoned: false,
+        })
     }
 }
 
@@ -176,53 +203,110 @@ impl Guest {
     pub async fn validate(&mut self, desired: &[wit::ResourceSpec]) -> GuestResult<()> {
         call!(self, eventbus_iac_provider.call_validate(desired))
     }
-    pub async fn plan(&mut self, desired: &[wit::ResourceSpec], current: &[wit::ResourceState]) -> GuestResult<wit::IacPlan> {
+    pub async fn plan(
+        &mut self,
+        desired: &[wit::ResourceSpec],
+        current: &[wit::ResourceState],
+    ) -> GuestResult<wit::IacPlan> {
         call!(self, eventbus_iac_provider.call_plan(desired, current))
     }
     pub async fn destroy(&mut self, refs: &[wit::ResourceRef]) -> GuestResult<wit::DestroyResult> {
         call!(self, eventbus_iac_provider.call_destroy(refs))
     }
-    pub async fn status(&mut self, refs: &[wit::ResourceRef]) -> GuestResult<Vec<wit::ResourceStatus>> {
+    pub async fn status(
+        &mut self,
+        refs: &[wit::ResourceRef],
+    ) -> GuestResult<Vec<wit::ResourceStatus>> {
         call!(self, eventbus_iac_provider.call_status(refs))
     }
-    pub async fn detect_drift(&mut self, refs: &[wit::ResourceRef], specs: &[wit::ResourceSpec]) -> GuestResult<Vec<wit::DriftResult>> {
+    pub async fn detect_drift(
+        &mut self,
+        refs: &[wit::ResourceRef],
+        specs: &[wit::ResourceSpec],
+    ) -> GuestResult<Vec<wit::DriftResult>> {
         call!(self, eventbus_iac_provider.call_detect_drift(refs, specs))
     }
-    pub async fn import(&mut self, provider_id: &str, rtype: &str) -> GuestResult<wit::ResourceState> {
+    pub async fn import(
+        &mut self,
+        provider_id: &str,
+        rtype: &str,
+    ) -> GuestResult<wit::ResourceState> {
         call!(self, eventbus_iac_provider.call_import(provider_id, rtype))
     }
-    pub async fn resolve_sizing(&mut self, rtype: &str, size: &str, hints: Option<&wit::ResourceHints>) -> GuestResult<wit::ProviderSizing> {
-        call!(self, eventbus_iac_provider.call_resolve_sizing(rtype, size, hints))
+    pub async fn resolve_sizing(
+        &mut self,
+        rtype: &str,
+        size: &str,
+        hints: Option<&wit::ResourceHints>,
+    ) -> GuestResult<wit::ProviderSizing> {
+        call!(
+            self,
+            eventbus_iac_provider.call_resolve_sizing(rtype, size, hints)
+        )
     }
     pub async fn schema(&mut self, rtype: &str) -> GuestResult<String> {
         call!(self, eventbus_iac_provider.call_schema(rtype))
     }
     pub async fn create(&mut self, spec: &wit::ResourceSpec) -> GuestResult<wit::ResourceOutput> {
-        call!(self, eventbus_iac_driver.call_create(&spec.resource_type, spec))
+        call!(
+            self,
+            eventbus_iac_driver.call_create(&spec.resource_type, spec)
+        )
     }
     pub async fn read(&mut self, r: &wit::ResourceRef) -> GuestResult<wit::ResourceOutput> {
         call!(self, eventbus_iac_driver.call_read(&r.resource_type, r))
     }
-    pub async fn update(&mut self, r: &wit::ResourceRef, spec: &wit::ResourceSpec) -> GuestResult<wit::ResourceOutput> {
-        call!(self, eventbus_iac_driver.call_update(&r.resource_type, r, spec))
+    pub async fn update(
+        &mut self,
+        r: &wit::ResourceRef,
+        spec: &wit::ResourceSpec,
+    ) -> GuestResult<wit::ResourceOutput> {
+        call!(
+            self,
+            eventbus_iac_driver.call_update(&r.resource_type, r, spec)
+        )
     }
     pub async fn delete(&mut self, r: &wit::ResourceRef) -> GuestResult<()> {
         call!(self, eventbus_iac_driver.call_delete(&r.resource_type, r))
     }
-    pub async fn diff(&mut self, desired: &wit::ResourceSpec, current: &wit::ResourceOutput) -> GuestResult<wit::DiffResult> {
-        call!(self, eventbus_iac_driver.call_diff(&desired.resource_type, desired, current))
+    pub async fn diff(
+        &mut self,
+        desired: &wit::ResourceSpec,
+        current: &wit::ResourceOutput,
+    ) -> GuestResult<wit::DiffResult> {
+        call!(
+            self,
+            eventbus_iac_driver.call_diff(&desired.resource_type, desired, current)
+        )
     }
     pub async fn sensitive_keys(&mut self, rtype: &str) -> GuestResult<Vec<String>> {
         call!(self, eventbus_iac_driver.call_sensitive_keys(rtype))
     }
     pub async fn health_check(&mut self, r: &wit::ResourceRef) -> GuestResult<wit::HealthResult> {
-        call!(self, eventbus_iac_driver.call_health_check(&r.resource_type, r))
+        call!(
+            self,
+            eventbus_iac_driver.call_health_check(&r.resource_type, r)
+        )
     }
-    pub async fn scale(&mut self, r: &wit::ResourceRef, replicas: i32) -> GuestResult<wit::ResourceOutput> {
-        call!(self, eventbus_iac_driver.call_scale(&r.resource_type, r, replicas))
+    pub async fn scale(
+        &mut self,
+        r: &wit::ResourceRef,
+        replicas: i32,
+    ) -> GuestResult<wit::ResourceOutput> {
+        call!(
+            self,
+            eventbus_iac_driver.call_scale(&r.resource_type, r, replicas)
+        )
     }
-    pub async fn troubleshoot(&mut self, r: &wit::ResourceRef, msg: &str) -> GuestResult<Vec<wit::Diagnostic>> {
-        call!(self, eventbus_iac_driver.call_troubleshoot(&r.resource_type, r, msg))
+    pub async fn troubleshoot(
+        &mut self,
+        r: &wit::ResourceRef,
+        msg: &str,
+    ) -> GuestResult<Vec<wit::Diagnostic>> {
+        call!(
+            self,
+            eventbus_iac_driver.call_troubleshoot(&r.resource_type, r, msg)
+        )
     }
 }
 
@@ -230,12 +314,23 @@ impl Guest {
 pub fn error_text(e: &wit::ProviderError) -> String {
     use wit::ProviderError as E;
     match e {
-        E::NotFound(m) | E::AlreadyExists(m) | E::RateLimited(m) | E::Transient(m) | E::Unauthorized(m) | E::Forbidden(m) | E::Unimplemented(m) | E::Internal(m) => m.clone(),
+        E::NotFound(m)
+        | E::AlreadyExists(m)
+        | E::RateLimited(m)
+        | E::Transient(m)
+        | E::Unauthorized(m)
+        | E::Forbidden(m)
+        | E::Unimplemented(m)
+        | E::Internal(m) => m.clone(),
         E::Validation(d) => {
             let parts: Vec<String> = d
                 .iter()
                 .map(|d| {
-                    let mut s = if d.resource.is_empty() { format!("{}: {}", d.path, d.message) } else { format!("resource `{}`: {}: {}", d.resource, d.path, d.message) };
+                    let mut s = if d.resource.is_empty() {
+                        format!("{}: {}", d.path, d.message)
+                    } else {
+                        format!("resource `{}`: {}: {}", d.resource, d.path, d.message)
+                    };
                     if !d.fix.is_empty() {
                         s.push_str(&format!(" (fix: {})", d.fix));
                     }

@@ -2,10 +2,15 @@
 //! "update" (2.10+), so a consumer made or removed behind our back is reported rather than
 //! silently overwritten.
 
-use super::{Js, api_error, codes, describe, diff_fields, outputs, project, rules, version_of};
+use super::{
+    Js, api_error, codes, describe, diff_fields, outputs, project, rules, strip_unsupported,
+    unsupported, version_of,
+};
 use crate::config::consumer::{self as cfg, ConsumerCfg, FIELDS, request_config};
+use crate::error::FieldDiag;
 use crate::error::{Error, Result};
 use crate::model::{CONSUMER, Change, Json, Output, Ref, Spec};
+use rules::Version;
 use serde_json::{Value, json};
 
 pub fn provider_id(broker: &str, stream: &str, name: &str) -> String {
@@ -18,7 +23,9 @@ pub fn parse_id(id: &str) -> Result<(String, String, String)> {
     match parts.as_slice() {
         [b, s, c] => Ok((b.to_string(), s.to_string(), c.to_string())),
         [s, c] => Ok((String::new(), s.to_string(), c.to_string())),
-        _ => Err(Error::NotFound(format!("{id:?} is not a consumer id (BROKER/STREAM/CONSUMER)"))),
+        _ => Err(Error::NotFound(format!(
+            "{id:?} is not a consumer id (BROKER/STREAM/CONSUMER)"
+        ))),
     }
 }
 
@@ -26,8 +33,33 @@ pub fn parse(spec: &Spec) -> Result<ConsumerCfg> {
     cfg::parse(&spec.name, &spec.config).map_err(Error::Validation)
 }
 
+/// Fields the given server version does not know but the config sets.
+pub fn check(spec: &Spec, v: Version, server: &str) -> Vec<FieldDiag> {
+    let Ok(c) = parse(spec) else { return vec![] };
+    let mut defaults = Json::new();
+    if c.wire.get("ack_policy") == Some(&json!("none")) {
+        defaults.insert("ack_policy".into(), json!("none"));
+    }
+    if let Some(ds) = c.wire.get("deliver_subject") {
+        defaults.insert("deliver_subject".into(), ds.clone());
+    }
+    cfg::normalise(&mut defaults);
+    unsupported(&spec.name, FIELDS, &c.wire, &defaults, v, server)
+}
+
+fn supported_or_error(spec: &Spec, js: &Js) -> Result<()> {
+    let d = check(spec, js.version, &js.server_version);
+    if d.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(d))
+    }
+}
+
 fn body(js: &Js, c: &ConsumerCfg, action: &str) -> Value {
-    let mut b = json!({"stream_name": c.stream_name, "config": request_config(&c.wire)});
+    let mut config = request_config(&c.wire);
+    strip_unsupported(FIELDS, &mut config, js.version);
+    let mut b = json!({"stream_name": c.stream_name, "config": config});
     if js.version.at_least(2, 10) && !action.is_empty() {
         b["action"] = json!(action);
     }
@@ -38,9 +70,17 @@ fn body(js: &Js, c: &ConsumerCfg, action: &str) -> Value {
 }
 
 fn output(resource: &str, js: &Js, stream_name: &str, info: &Value) -> Result<Output> {
-    let mut live = info.get("config").and_then(Value::as_object).cloned().ok_or_else(|| Error::Internal("consumer info without config".into()))?;
+    let mut live = info
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| Error::Internal("consumer info without config".into()))?;
     cfg::normalise(&mut live);
-    let name = live.get("durable_name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = live
+        .get("durable_name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let mut extra = Json::new();
     extra.insert("name".into(), json!(name));
     extra.insert("stream_name".into(), json!(stream_name));
@@ -57,12 +97,27 @@ fn output(resource: &str, js: &Js, stream_name: &str, info: &Value) -> Result<Ou
 fn info(js: &Js, stream_name: &str, name: &str) -> Result<Option<Value>> {
     match js.request(&format!("CONSUMER.INFO.{stream_name}.{name}"), None)? {
         Ok(v) => Ok(Some(v)),
-        Err(e) if e.err_code == codes::CONSUMER_NOT_FOUND || e.err_code == codes::STREAM_NOT_FOUND || e.code == 404 => Ok(None),
-        Err(e) => Err(api_error(name, &format!("reading consumer {stream_name}/{name}"), e)),
+        Err(e)
+            if e.err_code == codes::CONSUMER_NOT_FOUND
+                || e.err_code == codes::STREAM_NOT_FOUND
+                || e.code == 404 =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(api_error(
+            name,
+            &format!("reading consumer {stream_name}/{name}"),
+            e,
+        )),
     }
 }
 
-fn send(resource: &str, js: &Js, c: &ConsumerCfg, action: &str) -> Result<std::result::Result<Output, super::ApiError>> {
+fn send(
+    resource: &str,
+    js: &Js,
+    c: &ConsumerCfg,
+    action: &str,
+) -> Result<std::result::Result<Output, super::ApiError>> {
     let subject = format!("CONSUMER.CREATE.{}.{}", c.stream_name, c.name);
     Ok(match js.request(&subject, Some(&body(js, c, action)))? {
         Ok(v) => Ok(output(resource, js, &c.stream_name, &v)?),
@@ -71,8 +126,9 @@ fn send(resource: &str, js: &Js, c: &ConsumerCfg, action: &str) -> Result<std::r
 }
 
 fn conflict(spec: &Spec, js: &Js, c: &ConsumerCfg) -> Result<Output> {
-    let live = info(js, &c.stream_name, &c.name)?
-        .ok_or_else(|| Error::Transient(format!("consumer {} vanished while being created", c.name)))?;
+    let live = info(js, &c.stream_name, &c.name)?.ok_or_else(|| {
+        Error::Transient(format!("consumer {} vanished while being created", c.name))
+    })?;
     let current = output(&spec.name, js, &c.stream_name, &live)?;
     let changes = diff_output(spec, &current)?;
     if changes.is_empty() {
@@ -87,17 +143,25 @@ fn conflict(spec: &Spec, js: &Js, c: &ConsumerCfg) -> Result<Output> {
         )));
     }
     if let Some(ch) = changes.iter().find(|c| c.force_new) {
-        return Err(Error::AlreadyExists(format!("consumer {} exists and cannot be adopted in place: {}", c.name, ch.reason)));
+        return Err(Error::AlreadyExists(format!(
+            "consumer {} exists and cannot be adopted in place: {}",
+            c.name, ch.reason
+        )));
     }
     match send(&spec.name, js, c, "update")? {
         Ok(o) => Ok(o),
-        Err(e) => Err(api_error(&spec.name, &format!("adopting consumer {}", c.name), e)),
+        Err(e) => Err(api_error(
+            &spec.name,
+            &format!("adopting consumer {}", c.name),
+            e,
+        )),
     }
 }
 
 pub fn create(spec: &Spec) -> Result<Output> {
     let c = parse(spec)?;
     let js = Js::broker(c.broker_ref.as_deref().unwrap_or(""))?;
+    supported_or_error(spec, &js)?;
     if !js.version.at_least(2, 10) {
         // No create-only action before 2.10: look first so we never overwrite a stranger.
         if info(&js, &c.stream_name, &c.name)?.is_some() {
@@ -106,14 +170,22 @@ pub fn create(spec: &Spec) -> Result<Output> {
     }
     match send(&spec.name, &js, &c, "create")? {
         Ok(o) => Ok(o),
-        Err(e) if e.err_code == codes::CONSUMER_ALREADY_EXISTS || e.err_code == codes::CONSUMER_CREATE && e.description.contains("already exists") => {
+        Err(e)
+            if e.err_code == codes::CONSUMER_ALREADY_EXISTS
+                || e.err_code == codes::CONSUMER_CREATE
+                    && e.description.contains("already exists") =>
+        {
             conflict(spec, &js, &c)
         }
         Err(e) if e.err_code == codes::STREAM_NOT_FOUND => Err(Error::NotFound(format!(
             "stream {} does not exist on broker {}: create it before consumer {}",
             c.stream_name, js.broker, c.name
         ))),
-        Err(e) => Err(api_error(&spec.name, &format!("creating consumer {}/{}", c.stream_name, c.name), e)),
+        Err(e) => Err(api_error(
+            &spec.name,
+            &format!("creating consumer {}/{}", c.stream_name, c.name),
+            e,
+        )),
     }
 }
 
@@ -122,7 +194,10 @@ pub fn read(r: &Ref) -> Result<Output> {
     let js = Js::broker(&broker)?;
     match info(&js, &stream_name, &name)? {
         Some(v) => output(&r.name, &js, &stream_name, &v),
-        None => Err(Error::NotFound(format!("consumer {stream_name}/{name} does not exist on broker {}", js.broker))),
+        None => Err(Error::NotFound(format!(
+            "consumer {stream_name}/{name} does not exist on broker {}",
+            js.broker
+        ))),
     }
 }
 
@@ -130,13 +205,18 @@ pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
     let c = parse(spec)?;
     let broker = parse_id(&r.provider_id).map(|p| p.0).unwrap_or_default();
     let js = Js::broker(c.broker_ref.as_deref().unwrap_or(&broker))?;
+    supported_or_error(spec, &js)?;
     match send(&spec.name, &js, &c, "update")? {
         Ok(o) => Ok(o),
         Err(e) if e.err_code == codes::CONSUMER_DOES_NOT_EXIST => Err(Error::NotFound(format!(
             "consumer {}/{} was deleted outside eventbus; run `eventbus drift`, then apply to recreate it",
             c.stream_name, c.name
         ))),
-        Err(e) => Err(api_error(&spec.name, &format!("updating consumer {}/{}", c.stream_name, c.name), e)),
+        Err(e) => Err(api_error(
+            &spec.name,
+            &format!("updating consumer {}/{}", c.stream_name, c.name),
+            e,
+        )),
     }
 }
 
@@ -145,18 +225,37 @@ pub fn delete(r: &Ref) -> Result<()> {
     let js = Js::broker(&broker)?;
     match js.request(&format!("CONSUMER.DELETE.{stream_name}.{name}"), None)? {
         Ok(_) => Ok(()),
-        Err(e) if e.err_code == codes::CONSUMER_NOT_FOUND || e.err_code == codes::STREAM_NOT_FOUND || e.code == 404 => Ok(()),
-        Err(e) => Err(api_error(&r.name, &format!("deleting consumer {stream_name}/{name}"), e)),
+        Err(e)
+            if e.err_code == codes::CONSUMER_NOT_FOUND
+                || e.err_code == codes::STREAM_NOT_FOUND
+                || e.code == 404 =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(api_error(
+            &r.name,
+            &format!("deleting consumer {stream_name}/{name}"),
+            e,
+        )),
     }
 }
 
 pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     let c = parse(spec)?;
-    let mut live = current.outputs.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut live = current
+        .outputs
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     cfg::normalise(&mut live);
     let (v, server) = version_of(&current.outputs);
     let mut changes = diff_fields(FIELDS, rules::CONSUMER, &c.wire, &live, v, &server);
-    let stream_now = current.outputs.get("stream_name").and_then(Value::as_str).unwrap_or("");
+    let stream_now = current
+        .outputs
+        .get("stream_name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !stream_now.is_empty() && stream_now != c.stream_name {
         changes.push(Change {
             path: "stream_name".into(),
@@ -166,18 +265,42 @@ pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
             reason: "a consumer belongs to one stream: it is created on the new stream".into(),
         });
     }
-    let broker_now = current.outputs.get("broker").and_then(Value::as_str).unwrap_or("");
-    if let Some(b) = c.broker_ref.as_deref().filter(|b| !broker_now.is_empty() && b != &broker_now) {
-        changes.push(Change { path: "broker_ref".into(), old: json!(broker_now), new: json!(b), force_new: true, reason: "the consumer moves to another broker".into() });
+    let broker_now = current
+        .outputs
+        .get("broker")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if let Some(b) = c
+        .broker_ref
+        .as_deref()
+        .filter(|b| !broker_now.is_empty() && b != &broker_now)
+    {
+        changes.push(Change {
+            path: "broker_ref".into(),
+            old: json!(broker_now),
+            new: json!(b),
+            force_new: true,
+            reason: "the consumer moves to another broker".into(),
+        });
     }
     Ok(changes)
 }
 
 /// The ids of a stream's consumers on the server (for import and drift).
 pub fn names(js: &Js, stream_name: &str) -> Result<Vec<String>> {
-    match js.request(&format!("CONSUMER.NAMES.{stream_name}"), Some(&json!({"offset": 0})))? {
-        Ok(v) => Ok(v.get("consumers").and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()),
+    match js.request(
+        &format!("CONSUMER.NAMES.{stream_name}"),
+        Some(&json!({"offset": 0})),
+    )? {
+        Ok(v) => Ok(v
+            .get("consumers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()),
         Err(e) => Err(api_error(stream_name, "listing consumers", e)),
     }
 }
-

@@ -78,7 +78,13 @@ impl Js {
             return Ok(js);
         }
         let conn = Connection::open_broker(name).map_err(|e| {
-            cap_error(e, &format!("broker {}", if name.is_empty() { "(default)" } else { name }))
+            cap_error(
+                e,
+                &format!(
+                    "broker {}",
+                    if name.is_empty() { "(default)" } else { name }
+                ),
+            )
         })?;
         let js = Rc::new(Js::wrap(conn));
         CONNS.with(|c| c.borrow_mut().insert(name.to_string(), js.clone()));
@@ -87,8 +93,13 @@ impl Js {
 
     /// A connection to explicit URLs (a self-hosted broker being verified).
     pub fn endpoint(urls: &[String], auth: Option<Auth>, domain: Option<String>) -> Result<Js> {
-        let ep = Endpoint { urls: urls.to_vec(), auth, domain };
-        let conn = Connection::open_endpoint(&ep).map_err(|e| cap_error(e, &format!("NATS at {}", urls.join(","))))?;
+        let ep = Endpoint {
+            urls: urls.to_vec(),
+            auth,
+            domain,
+        };
+        let conn = Connection::open_endpoint(&ep)
+            .map_err(|e| cap_error(e, &format!("NATS at {}", urls.join(","))))?;
         Ok(Js::wrap(conn))
     }
 
@@ -98,18 +109,31 @@ impl Js {
     }
 
     /// One API request; `api` is the part after the prefix, e.g. `STREAM.INFO.ORDERS`.
-    pub fn request(&self, api: &str, body: Option<&Value>) -> Result<std::result::Result<Value, ApiError>> {
+    pub fn request(
+        &self,
+        api: &str,
+        body: Option<&Value>,
+    ) -> Result<std::result::Result<Value, ApiError>> {
         let subject = format!("{}.{api}", self.prefix);
-        let payload = body.map(|b| serde_json::to_vec(b).unwrap_or_default()).unwrap_or_default();
+        let payload = body
+            .map(|b| serde_json::to_vec(b).unwrap_or_default())
+            .unwrap_or_default();
         crate::log::debug(&format!("request {subject}"));
-        let reply = self.conn.request(&subject, &payload, TIMEOUT_MS).map_err(|e| cap_error(e, &subject))?;
+        let reply = self
+            .conn
+            .request(&subject, &payload, TIMEOUT_MS)
+            .map_err(|e| cap_error(e, &subject))?;
         let v: Value = serde_json::from_slice(&reply)
             .map_err(|e| Error::Internal(format!("{subject}: reply is not JSON ({e})")))?;
         if let Some(err) = v.get("error") {
             return Ok(Err(ApiError {
                 code: err.get("code").and_then(Value::as_u64).unwrap_or(500) as u16,
                 err_code: err.get("err_code").and_then(Value::as_u64).unwrap_or(0) as u32,
-                description: err.get("description").and_then(Value::as_str).unwrap_or("").to_string(),
+                description: err
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
             }));
         }
         Ok(Ok(v))
@@ -123,7 +147,10 @@ impl Js {
 
 /// Maps a server refusal onto wfctl's sentinels.
 pub fn api_error(resource: &str, what: &str, e: ApiError) -> Error {
-    let text = format!("{what}: {} (nats error {}, status {})", e.description, e.err_code, e.code);
+    let text = format!(
+        "{what}: {} (nats error {}, status {})",
+        e.description, e.err_code, e.code
+    );
     match e.code {
         404 => Error::NotFound(text),
         401 => Error::Unauthorized(text),
@@ -131,16 +158,65 @@ pub fn api_error(resource: &str, what: &str, e: ApiError) -> Error {
         429 => Error::RateLimited(text),
         503 | 502 | 504 => Error::Transient(text),
         _ if e.err_code == codes::NOT_ENABLED => Error::Transient(text),
-        400 | 500 => Error::invalid(resource, "config", text, "change the config so the server accepts it"),
+        400 | 500 => Error::invalid(
+            resource,
+            "config",
+            text,
+            "change the config so the server accepts it",
+        ),
         _ => Error::Internal(text),
     }
 }
 
+pub fn supported(f: &FieldSpec, v: Version) -> bool {
+    Version(f.since.0, f.since.1, f.since.2) <= v
+}
+
+/// Fields the server does not know are not sent (they would be silently ignored).
+pub fn strip_unsupported(fields: &[FieldSpec], wire: &mut Json, v: Version) {
+    for f in fields.iter().filter(|f| !supported(f, v)) {
+        wire.remove(f.wire);
+    }
+}
+
+/// Fields set to something other than their default on a server too old to know them.
+pub fn unsupported(
+    resource: &str,
+    fields: &[FieldSpec],
+    wire: &Json,
+    defaults: &Json,
+    v: Version,
+    server: &str,
+) -> Vec<crate::error::FieldDiag> {
+    fields
+        .iter()
+        .filter(|f| !supported(f, v) && wire.get(f.wire) != defaults.get(f.wire))
+        .map(|f| {
+            crate::error::FieldDiag::new(
+                resource,
+                &format!("config.{}", f.key),
+                format!(
+                    "needs nats-server {}.{} or later, and this broker runs {server}",
+                    f.since.0, f.since.1
+                ),
+                format!("remove {} or upgrade the server", f.key),
+            )
+        })
+        .collect()
+}
+
 /// Field-by-field differences between a desired and a live config (both normalised), with
 /// the update-versus-replace decision for this server version.
-pub fn diff_fields(fields: &[FieldSpec], rules: &[RuleRow], desired: &Json, live: &Json, v: Version, server: &str) -> Vec<Change> {
+pub fn diff_fields(
+    fields: &[FieldSpec],
+    rules: &[RuleRow],
+    desired: &Json,
+    live: &Json,
+    v: Version,
+    server: &str,
+) -> Vec<Change> {
     let mut out = Vec::new();
-    for f in fields {
+    for f in fields.iter().filter(|f| supported(f, v)) {
         let (old, new) = (live.get(f.wire), desired.get(f.wire));
         if old == new {
             continue;
@@ -151,7 +227,9 @@ pub fn diff_fields(fields: &[FieldSpec], rules: &[RuleRow], desired: &Json, live
             old: old.map_or(Value::Null, |o| display_value(f.kind, o)),
             new: new.map_or(Value::Null, |n| display_value(f.kind, n)),
             force_new: why.is_some(),
-            reason: why.map_or(String::new(), |w| format!("nats-server {server} refuses this change in place: {w}")),
+            reason: why.map_or(String::new(), |w| {
+                format!("nats-server {server} refuses this change in place: {w}")
+            }),
         });
     }
     out
@@ -196,10 +274,24 @@ pub fn outputs(broker: &str, js: &Js, extra: Json, config: Json) -> Json {
 }
 
 pub fn version_of(outputs: &Json) -> (Version, String) {
-    let s = outputs.get("server_version").and_then(Value::as_str).unwrap_or("").to_string();
-    (Version::parse(&s).unwrap_or(Version::NEWEST), if s.is_empty() { Version::NEWEST.to_string() } else { s })
+    let s = outputs
+        .get("server_version")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    (
+        Version::parse(&s).unwrap_or(Version::NEWEST),
+        if s.is_empty() {
+            Version::NEWEST.to_string()
+        } else {
+            s
+        },
+    )
 }
 
 pub fn kind_of(fields: &[FieldSpec], key: &str) -> Kind {
-    fields.iter().find(|f| f.key == key).map_or(Kind::Str, |f| f.kind)
+    fields
+        .iter()
+        .find(|f| f.key == key)
+        .map_or(Kind::Str, |f| f.kind)
 }

@@ -16,7 +16,11 @@ impl Version {
         let t = text.trim().trim_start_matches('v');
         let core = t.split(['-', '+']).next()?;
         let mut it = core.split('.').map(|p| p.parse::<u32>().ok());
-        Some(Version(it.next()??, it.next().flatten().unwrap_or(0), it.next().flatten().unwrap_or(0)))
+        Some(Version(
+            it.next()??,
+            it.next().flatten().unwrap_or(0),
+            it.next().flatten().unwrap_or(0),
+        ))
     }
 
     pub fn at_least(self, major: u32, minor: u32) -> bool {
@@ -42,6 +46,8 @@ pub enum Rule {
     WorkqueueFixed(&'static str),
     /// A push consumer (deliver_subject set) cannot become pull, nor the reverse.
     PushPullFixed(&'static str),
+    /// Only removal is allowed (a mirror can be promoted to a normal stream, 2.12+).
+    RemoveOnly(&'static str),
 }
 
 /// A field's rule from a version on; the last row whose version is <= the server's wins.
@@ -55,52 +61,165 @@ const V2_0: Version = Version(2, 0, 0);
 use Rule::*;
 
 pub const STREAM: &[RuleRow] = &[
-    RuleRow { wire: "name", since: &[(V2_0, Immutable("stream configuration name must match original"))] },
-    RuleRow { wire: "storage", since: &[(V2_0, Immutable("can not change storage type"))] },
+    RuleRow {
+        wire: "name",
+        since: &[(
+            V2_0,
+            Immutable("stream configuration name must match original"),
+        )],
+    },
+    RuleRow {
+        wire: "storage",
+        since: &[(V2_0, Immutable("can not change storage type"))],
+    },
     RuleRow {
         wire: "retention",
         since: &[
             (V2_0, Immutable("can not change retention policy")),
-            (Version(2, 10, 0), WorkqueueFixed("can not change retention policy to/from workqueue")),
+            (
+                Version(2, 10, 0),
+                WorkqueueFixed("can not change retention policy to/from workqueue"),
+            ),
         ],
     },
     RuleRow {
         wire: "max_consumers",
-        since: &[(V2_0, Immutable("can not change MaxConsumers")), (Version(2, 14, 0), Mutable)],
+        since: &[
+            (V2_0, Immutable("can not change MaxConsumers")),
+            (Version(2, 14, 0), Mutable),
+        ],
     },
-    RuleRow { wire: "sealed", since: &[(V2_0, OneWay("can not unseal a sealed stream"))] },
-    RuleRow { wire: "deny_delete", since: &[(V2_0, OneWay("can not cancel deny message deletes"))] },
-    RuleRow { wire: "deny_purge", since: &[(V2_0, OneWay("can not cancel deny purge"))] },
+    RuleRow {
+        wire: "sealed",
+        since: &[(V2_0, OneWay("can not unseal a sealed stream"))],
+    },
+    RuleRow {
+        wire: "deny_delete",
+        since: &[(V2_0, OneWay("can not cancel deny message deletes"))],
+    },
+    RuleRow {
+        wire: "deny_purge",
+        since: &[(V2_0, OneWay("can not cancel deny purge"))],
+    },
     RuleRow {
         wire: "allow_msg_ttl",
         since: &[
-            (Version(2, 11, 0), Immutable("message TTL status can not be changed after stream creation")),
-            (Version(2, 12, 0), OneWay("message TTL status can not be disabled")),
+            (
+                Version(2, 11, 0),
+                Immutable("message TTL status can not be changed after stream creation"),
+            ),
+            (
+                Version(2, 12, 0),
+                OneWay("message TTL status can not be disabled"),
+            ),
         ],
     },
-    RuleRow { wire: "allow_msg_schedules", since: &[(Version(2, 12, 0), OneWay("message schedules can not be disabled"))] },
-    RuleRow { wire: "allow_msg_counter", since: &[(Version(2, 12, 0), Immutable("can not change message counter setting"))] },
-    RuleRow { wire: "persist_mode", since: &[(Version(2, 12, 0), Immutable("can not change persist mode"))] },
+    RuleRow {
+        wire: "allow_msg_schedules",
+        since: &[(
+            Version(2, 12, 0),
+            OneWay("message schedules can not be disabled"),
+        )],
+    },
+    RuleRow {
+        wire: "allow_msg_counter",
+        since: &[(
+            Version(2, 12, 0),
+            Immutable("can not change message counter setting"),
+        )],
+    },
+    RuleRow {
+        wire: "persist_mode",
+        since: &[(Version(2, 12, 0), Immutable("can not change persist mode"))],
+    },
+    RuleRow {
+        wire: "mirror",
+        since: &[
+            (
+                V2_0,
+                Immutable("stream mirror configuration can not be updated"),
+            ),
+            (
+                Version(2, 12, 0),
+                RemoveOnly("stream mirror configuration can not be updated (only removed)"),
+            ),
+        ],
+    },
+    RuleRow {
+        wire: "republish",
+        since: &[
+            (V2_0, Immutable("can not change RePublish")),
+            (Version(2, 10, 0), Mutable),
+        ],
+    },
 ];
 
 pub const CONSUMER: &[RuleRow] = &[
-    RuleRow { wire: "durable_name", since: &[(V2_0, Immutable("consumer name can not be changed"))] },
-    RuleRow { wire: "deliver_policy", since: &[(V2_0, Immutable("deliver policy can not be updated"))] },
-    RuleRow { wire: "opt_start_seq", since: &[(V2_0, Immutable("start sequence can not be updated"))] },
-    RuleRow { wire: "opt_start_time", since: &[(V2_0, Immutable("start time can not be updated"))] },
-    RuleRow { wire: "ack_policy", since: &[(V2_0, Immutable("ack policy can not be updated"))] },
-    RuleRow { wire: "replay_policy", since: &[(V2_0, Immutable("replay policy can not be updated"))] },
-    RuleRow { wire: "idle_heartbeat", since: &[(V2_0, Immutable("heart beats can not be updated"))] },
-    RuleRow { wire: "flow_control", since: &[(V2_0, Immutable("flow control can not be updated"))] },
-    RuleRow { wire: "max_waiting", since: &[(V2_0, Mutable), (Version(2, 9, 0), Immutable("max waiting can not be updated"))] },
+    RuleRow {
+        wire: "durable_name",
+        since: &[(V2_0, Immutable("consumer name can not be changed"))],
+    },
+    RuleRow {
+        wire: "deliver_policy",
+        since: &[(V2_0, Immutable("deliver policy can not be updated"))],
+    },
+    RuleRow {
+        wire: "opt_start_seq",
+        since: &[(V2_0, Immutable("start sequence can not be updated"))],
+    },
+    RuleRow {
+        wire: "opt_start_time",
+        since: &[(V2_0, Immutable("start time can not be updated"))],
+    },
+    RuleRow {
+        wire: "ack_policy",
+        since: &[(V2_0, Immutable("ack policy can not be updated"))],
+    },
+    RuleRow {
+        wire: "replay_policy",
+        since: &[(V2_0, Immutable("replay policy can not be updated"))],
+    },
+    RuleRow {
+        wire: "idle_heartbeat",
+        since: &[(V2_0, Immutable("heart beats can not be updated"))],
+    },
+    RuleRow {
+        wire: "flow_control",
+        since: &[(V2_0, Immutable("flow control can not be updated"))],
+    },
+    RuleRow {
+        wire: "max_waiting",
+        since: &[
+            (V2_0, Mutable),
+            (
+                Version(2, 9, 0),
+                Immutable("max waiting can not be updated"),
+            ),
+        ],
+    },
     RuleRow {
         wire: "filter_subject",
-        since: &[(V2_0, Immutable("filter subject can not be updated")), (Version(2, 9, 0), Mutable)],
+        since: &[
+            (V2_0, Immutable("filter subject can not be updated")),
+            (Version(2, 9, 0), Mutable),
+        ],
     },
-    RuleRow { wire: "deliver_subject", since: &[(V2_0, PushPullFixed("can not update push consumer to pull based"))] },
+    RuleRow {
+        wire: "deliver_subject",
+        since: &[(
+            V2_0,
+            PushPullFixed("can not update push consumer to pull based"),
+        )],
+    },
     RuleRow {
         wire: "mem_storage",
-        since: &[(V2_0, Mutable), (Version(2, 14, 5), Immutable("storage type can not be updated"))],
+        since: &[
+            (V2_0, Mutable),
+            (
+                Version(2, 14, 5),
+                Immutable("storage type can not be updated"),
+            ),
+        ],
     },
 ];
 
@@ -134,6 +253,7 @@ pub fn refusal(rule: Rule, old: Option<&Value>, new: Option<&Value>) -> Option<&
             (wq(old) || wq(new)).then_some(why)
         }
         PushPullFixed(why) => (nonempty_str(old) != nonempty_str(new)).then_some(why),
+        RemoveOnly(why) => new.is_some().then_some(why),
     }
 }
 
@@ -167,8 +287,22 @@ mod tests {
     fn max_consumers_becomes_mutable_in_2_14() {
         // Older servers refuse the change; 2.14 accepts it.
         let (a, b) = (json!(-1), json!(10));
-        assert!(refusal(rule(STREAM, "max_consumers", Version(2, 12, 3)), Some(&a), Some(&b)).is_some());
-        assert!(refusal(rule(STREAM, "max_consumers", Version(2, 14, 0)), Some(&a), Some(&b)).is_none());
+        assert!(
+            refusal(
+                rule(STREAM, "max_consumers", Version(2, 12, 3)),
+                Some(&a),
+                Some(&b)
+            )
+            .is_some()
+        );
+        assert!(
+            refusal(
+                rule(STREAM, "max_consumers", Version(2, 14, 0)),
+                Some(&a),
+                Some(&b)
+            )
+            .is_none()
+        );
     }
 
     #[test]
@@ -177,6 +311,16 @@ mod tests {
         let r = rule(CONSUMER, "deliver_subject", Version::NEWEST);
         assert!(refusal(r, Some(&json!("a")), Some(&json!("b"))).is_none());
         assert!(refusal(r, Some(&json!("a")), None).is_some());
+    }
+
+    #[test]
+    fn a_mirror_can_only_be_removed_and_only_from_2_12() {
+        // Promotion (removing the mirror) is allowed on 2.12; any edit is not.
+        let (a, b) = (json!({"name": "A"}), json!({"name": "B"}));
+        let r = rule(STREAM, "mirror", Version(2, 12, 0));
+        assert!(refusal(r, Some(&a), None).is_none());
+        assert!(refusal(r, Some(&a), Some(&b)).is_some());
+        assert!(refusal(rule(STREAM, "mirror", Version(2, 11, 0)), Some(&a), None).is_some());
     }
 
     #[test]

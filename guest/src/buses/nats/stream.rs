@@ -1,10 +1,15 @@
 //! Streams on JetStream: create (idempotent, adopting an identical stream), read, update,
 //! delete, diff.
 
-use super::{Js, api_error, codes, describe, diff_fields, outputs, project, rules, version_of};
+use super::{
+    Js, api_error, codes, describe, diff_fields, outputs, project, rules, strip_unsupported,
+    unsupported, version_of,
+};
 use crate::config::stream::{self as cfg, FIELDS, StreamCfg};
+use crate::error::FieldDiag;
 use crate::error::{Error, Result};
 use crate::model::{Change, Json, Output, Ref, STREAM, Spec};
+use rules::Version;
 use serde_json::{Value, json};
 
 pub fn provider_id(broker: &str, name: &str) -> String {
@@ -23,8 +28,26 @@ pub fn parse(spec: &Spec) -> Result<StreamCfg> {
     cfg::parse(&spec.name, &spec.config).map_err(Error::Validation)
 }
 
+/// Fields the given server version does not know but the config sets.
+pub fn check(spec: &Spec, v: Version, server: &str) -> Vec<FieldDiag> {
+    let Ok(c) = parse(spec) else { return vec![] };
+    let mut defaults = Json::new();
+    cfg::normalise(&mut defaults);
+    unsupported(&spec.name, FIELDS, &c.wire, &defaults, v, server)
+}
+
+fn supported_or_error(spec: &Spec, js: &Js) -> Result<()> {
+    let d = check(spec, js.version, &js.server_version);
+    if d.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(d))
+    }
+}
+
 fn request_body(js: &Js, wire: &Json) -> Value {
     let mut body = wire.clone();
+    strip_unsupported(FIELDS, &mut body, js.version);
     if js.pedantic() {
         body.insert("pedantic".into(), json!(true));
     }
@@ -32,12 +55,23 @@ fn request_body(js: &Js, wire: &Json) -> Value {
 }
 
 fn output(resource: &str, js: &Js, info: &Value) -> Result<Output> {
-    let mut live = info.get("config").and_then(Value::as_object).cloned().ok_or_else(|| Error::Internal("stream info without config".into()))?;
+    let mut live = info
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| Error::Internal("stream info without config".into()))?;
     cfg::normalise(&mut live);
-    let name = live.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = live
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let mut extra = Json::new();
     extra.insert("name".into(), json!(name));
-    extra.insert("subjects".into(), live.get("subjects").cloned().unwrap_or(json!([])));
+    extra.insert(
+        "subjects".into(),
+        live.get("subjects").cloned().unwrap_or(json!([])),
+    );
     Ok(Output {
         name: resource.to_string(),
         rtype: STREAM.into(),
@@ -59,11 +93,16 @@ pub fn info(js: &Js, name: &str) -> Result<Option<Value>> {
 pub fn create(spec: &Spec) -> Result<Output> {
     let c = parse(spec)?;
     let js = Js::broker(c.broker_ref.as_deref().unwrap_or(""))?;
-    match js.request(&format!("STREAM.CREATE.{}", c.name), Some(&request_body(&js, &c.wire)))? {
+    supported_or_error(spec, &js)?;
+    match js.request(
+        &format!("STREAM.CREATE.{}", c.name),
+        Some(&request_body(&js, &c.wire)),
+    )? {
         Ok(v) => output(&spec.name, &js, &v),
         Err(e) if e.err_code == codes::STREAM_NAME_EXISTS => {
             // Something else already holds the name: adopt it only if asked to.
-            let live = info(&js, &c.name)?.ok_or_else(|| api_error(&spec.name, "creating stream", e.clone()))?;
+            let live = info(&js, &c.name)?
+                .ok_or_else(|| api_error(&spec.name, "creating stream", e.clone()))?;
             let current = output(&spec.name, &js, &live)?;
             let changes = diff_output(spec, &current)?;
             if !c.common.adopt_existing {
@@ -74,18 +113,32 @@ pub fn create(spec: &Spec) -> Result<Output> {
                 )));
             }
             if let Some(ch) = changes.iter().find(|c| c.force_new) {
-                return Err(Error::AlreadyExists(format!("stream {} exists and cannot be adopted in place: {}", c.name, ch.reason)));
+                return Err(Error::AlreadyExists(format!(
+                    "stream {} exists and cannot be adopted in place: {}",
+                    c.name, ch.reason
+                )));
             }
             update_with(&spec.name, &js, &c)
         }
-        Err(e) => Err(api_error(&spec.name, &format!("creating stream {}", c.name), e)),
+        Err(e) => Err(api_error(
+            &spec.name,
+            &format!("creating stream {}", c.name),
+            e,
+        )),
     }
 }
 
 fn update_with(resource: &str, js: &Js, c: &StreamCfg) -> Result<Output> {
-    match js.request(&format!("STREAM.UPDATE.{}", c.name), Some(&request_body(js, &c.wire)))? {
+    match js.request(
+        &format!("STREAM.UPDATE.{}", c.name),
+        Some(&request_body(js, &c.wire)),
+    )? {
         Ok(v) => output(resource, js, &v),
-        Err(e) => Err(api_error(resource, &format!("updating stream {}", c.name), e)),
+        Err(e) => Err(api_error(
+            resource,
+            &format!("updating stream {}", c.name),
+            e,
+        )),
     }
 }
 
@@ -94,13 +147,21 @@ pub fn read(r: &Ref) -> Result<Output> {
     let js = Js::broker(&broker)?;
     match info(&js, &name)? {
         Some(v) => output(&r.name, &js, &v),
-        None => Err(Error::NotFound(format!("stream {name} does not exist on broker {}", js.broker))),
+        None => Err(Error::NotFound(format!(
+            "stream {name} does not exist on broker {}",
+            js.broker
+        ))),
     }
 }
 
 pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
     let c = parse(spec)?;
-    let js = Js::broker(c.broker_ref.as_deref().unwrap_or(&parse_id(&r.provider_id).0))?;
+    let js = Js::broker(
+        c.broker_ref
+            .as_deref()
+            .unwrap_or(&parse_id(&r.provider_id).0),
+    )?;
+    supported_or_error(spec, &js)?;
     update_with(&spec.name, &js, &c)
 }
 
@@ -118,18 +179,32 @@ pub fn delete(r: &Ref) -> Result<()> {
 /// Desired spec against the outputs of the last apply or read (no server call).
 pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     let c = parse(spec)?;
-    let mut live = current.outputs.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut live = current
+        .outputs
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     cfg::normalise(&mut live);
     let (v, server) = version_of(&current.outputs);
     let mut changes = diff_fields(FIELDS, rules::STREAM, &c.wire, &live, v, &server);
-    let broker_now = current.outputs.get("broker").and_then(Value::as_str).unwrap_or("");
-    if let Some(b) = c.broker_ref.as_deref().filter(|b| !broker_now.is_empty() && b != &broker_now) {
+    let broker_now = current
+        .outputs
+        .get("broker")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if let Some(b) = c
+        .broker_ref
+        .as_deref()
+        .filter(|b| !broker_now.is_empty() && b != &broker_now)
+    {
         changes.push(Change {
             path: "broker_ref".into(),
             old: json!(broker_now),
             new: json!(b),
             force_new: true,
-            reason: "the stream moves to another broker: it is created there and deleted here".into(),
+            reason: "the stream moves to another broker: it is created there and deleted here"
+                .into(),
         });
     }
     Ok(changes)
