@@ -29,3 +29,7 @@ inspect: build
 lint:
     cargo fmt --all -- --check
     cargo clippy -p eventbus-host -p eventbus-tests -- -D warnings
+
+# The server-truth matrix: our plan (update or replace) against what each nats-server accepts.
+fidelity: build
+    cargo test -p eventbus-tests --test fidelity

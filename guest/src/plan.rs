@@ -362,6 +362,14 @@ pub fn plan(desired: &[Spec], current: &[State]) -> Result<Vec<Action>> {
         let mut notes = Vec::new();
         let (kind, changes) = match by_name.get(spec.name.as_str()) {
             None => {
+                if spec.rtype == STREAM {
+                    let sealed = stream::parse(&spec.name, &spec.config)
+                        .ok()
+                        .and_then(|c| stream::sealed_at_create(&spec.name, &c));
+                    if let Some(d) = sealed {
+                        return Err(Error::Validation(vec![d]));
+                    }
+                }
                 if spec.config.get("adopt_existing") == Some(&json!(true)) {
                     notes.push("adopt_existing: an existing resource of this name is taken over if its config can be updated in place".into());
                 }

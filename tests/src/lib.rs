@@ -106,10 +106,14 @@ pub struct NatsServer {
 impl NatsServer {
     /// Start a server on a port the OS picks; returns once it accepts TCP connections.
     pub fn start() -> Self {
+        Self::start_with(nats_server_bin())
+    }
+
+    /// Start a server from a specific binary (the fidelity matrix runs several versions).
+    pub fn start_with(bin: PathBuf) -> Self {
         let dir = TempDir::new("nats");
         std::fs::create_dir_all(dir.path().join("store")).unwrap();
         std::fs::create_dir_all(dir.path().join("ports")).unwrap();
-        let bin = nats_server_bin();
         let mut server = NatsServer {
             bin,
             child: None,

@@ -346,13 +346,6 @@ pub fn parse(resource: &str, config: &Json) -> Result<StreamCfg, Vec<FieldDiag>>
         }
         None => {}
     }
-    if wire.get("sealed") == Some(&json!(true)) {
-        f.error(
-            "sealed",
-            "a stream cannot be created sealed",
-            "create it unsealed, then set sealed: true in a later apply",
-        );
-    }
     if let Some(r) = wire.get("num_replicas").and_then(Value::as_i64) {
         if !(0..=5).contains(&r) {
             f.error(
@@ -394,9 +387,29 @@ pub fn parse(resource: &str, config: &Json) -> Result<StreamCfg, Vec<FieldDiag>>
     })
 }
 
+/// The server refuses to create a sealed stream; only an existing one can be sealed.
+pub fn sealed_at_create(resource: &str, c: &StreamCfg) -> Option<FieldDiag> {
+    (c.wire.get("sealed") == Some(&json!(true))).then(|| {
+        FieldDiag::new(
+            resource,
+            "config.sealed",
+            "a stream cannot be created sealed",
+            "create it unsealed, then set sealed: true in a later apply",
+        )
+    })
+}
+
 /// Applies the server's defaults (to what we send, and to what the server reports).
 pub fn normalise(wire: &mut Json) {
     apply_defaults(FIELDS, wire);
+    if wire.get("sealed") == Some(&json!(true)) {
+        // Sealing makes the server rewrite these; desire what it will report.
+        wire.insert("max_age".into(), json!(0));
+        wire.insert("discard".into(), json!("new"));
+        wire.insert("deny_delete".into(), json!(true));
+        wire.insert("deny_purge".into(), json!(true));
+        wire.insert("allow_rollup_hdrs".into(), json!(false));
+    }
     let age = wire.get("max_age").and_then(Value::as_i64).unwrap_or(0);
     let dw = wire
         .get("duplicate_window")

@@ -94,6 +94,9 @@ pub fn create(spec: &Spec) -> Result<Output> {
     let c = parse(spec)?;
     let js = Js::broker(c.broker_ref.as_deref().unwrap_or(""))?;
     supported_or_error(spec, &js)?;
+    if let Some(d) = cfg::sealed_at_create(&spec.name, &c) {
+        return Err(Error::Validation(vec![d]));
+    }
     match js.request(
         &format!("STREAM.CREATE.{}", c.name),
         Some(&request_body(&js, &c.wire)),
