@@ -47,6 +47,9 @@ struct Cli {
         env = "EVENTBUS_CALL_TIMEOUT"
     )]
     call_timeout: u64,
+    /// Component instances working at once: independent actions run in parallel.
+    #[arg(long, global = true, default_value_t = 8, env = "EVENTBUS_PARALLELISM")]
+    parallelism: usize,
     /// More logging (-v info, -vv debug, -vvv trace); or set EVENTBUS_LOG.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -142,6 +145,7 @@ fn main() {
         output: cli.output,
         component: cli.component.clone(),
         lock_timeout: Duration::from_secs(cli.lock_timeout),
+        parallelism: cli.parallelism.max(1),
         limits: Limits {
             memory_bytes: cli.memory_mib << 20,
             call_timeout: Duration::from_secs(cli.call_timeout.max(1)),

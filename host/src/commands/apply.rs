@@ -1,17 +1,21 @@
-//! `apply` and `destroy`: run a plan action by action. State is saved after every
-//! successful action; a failed action is reported and the run goes on with whatever does
-//! not depend on it (as wfctl does). Protected resources are never replaced or deleted
-//! without --allow-replace.
+//! `apply` and `destroy`: run a plan. Independent actions run in parallel on the instance
+//! pool; an action starts only when the actions it depends on have succeeded (deletes after
+//! every create and update, dependents' deletes first). Each success is committed to the
+//! state journal before anything that depends on it starts. A failed action is reported, the
+//! run goes on with whatever does not depend on it (as wfctl does), and protected resources
+//! are never replaced or deleted without --allow-replace.
 
 use super::plan::{compute, render_text, summary, to_json, verb};
 use super::{Ctx, Exit, Format, Opened, Session, open, report_diags};
+use crate::runtime::pool::Pool;
 use crate::runtime::{error_text, wit};
-use crate::state::{State, record_from};
+use crate::state::{Entry, State, record_from};
 use anyhow::Result;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::task::JoinSet;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -31,10 +35,7 @@ fn is_protected(a: &wit::PlanAction) -> bool {
             .and_then(|v| v.get("protected").cloned())
             .is_some_and(|p| p == json!(true) || p == json!("true"))
     };
-    flag(&a.resource.config_json)
-        || a.current
-            .as_ref()
-            .is_some_and(|c| flag(&c.applied_config_json))
+    flag(&a.resource.config_json) || a.current.as_ref().is_some_and(|c| flag(&c.applied_config_json))
 }
 
 /// Replaces and deletes of protected resources that were not explicitly allowed.
@@ -43,45 +44,55 @@ pub fn blocked(plan: &wit::IacPlan, allow: &[String]) -> Vec<String> {
         .iter()
         .filter(|a| matches!(a.action, wit::ActionKind::Replace | wit::ActionKind::Delete))
         .filter(|a| is_protected(a) && !allow.iter().any(|n| n == &a.resource.name || n == "*"))
-        .map(|a| {
-            format!(
-                "{} {} ({})",
-                verb(a.action),
-                a.resource.name,
-                a.resource.resource_type
-            )
-        })
+        .map(|a| format!("{} {} ({})", verb(a.action), a.resource.name, a.resource.resource_type))
         .collect()
 }
 
 fn ref_of(a: &wit::PlanAction) -> wit::ResourceRef {
     wit::ResourceRef {
         name: a.resource.name.clone(),
-        resource_type: a
-            .current
-            .as_ref()
-            .map_or(a.resource.resource_type.clone(), |c| {
-                c.resource_type.clone()
-            }),
-        provider_id: a
-            .current
-            .as_ref()
-            .map(|c| c.provider_id.clone())
-            .unwrap_or_default(),
+        resource_type: a.current.as_ref().map_or(a.resource.resource_type.clone(), |c| c.resource_type.clone()),
+        provider_id: a.current.as_ref().map(|c| c.provider_id.clone()).unwrap_or_default(),
     }
 }
 
-async fn delete(
-    session: &mut Session,
-    state: &mut State,
-    r: &wit::ResourceRef,
-) -> Result<std::result::Result<(), String>> {
-    match session.guest().await?.delete(r).await {
+/// For each action, the indices of the actions that must succeed before it starts.
+pub fn prerequisites(plan: &wit::IacPlan) -> Vec<Vec<usize>> {
+    let acts = &plan.actions;
+    let is_delete = |a: &wit::PlanAction| a.action == wit::ActionKind::Delete;
+    acts.iter()
+        .map(|a| {
+            if is_delete(a) {
+                // After every create and update, and after the deletes of its dependents.
+                acts.iter()
+                    .enumerate()
+                    .filter(|(_, b)| !is_delete(b) || b.resource.depends_on.contains(&a.resource.name))
+                    .map(|(j, _)| j)
+                    .collect()
+            } else {
+                acts.iter()
+                    .enumerate()
+                    .filter(|(_, b)| !is_delete(b) && a.resource.depends_on.contains(&b.resource.name))
+                    .map(|(j, _)| j)
+                    .collect()
+            }
+        })
+        .collect()
+}
+
+struct Shared {
+    pool: Arc<Pool>,
+    state: Mutex<State>,
+    provider_ref: String,
+}
+
+async fn delete(sh: &Shared, r: &wit::ResourceRef) -> Result<std::result::Result<(), String>> {
+    let res = sh.pool.get().await?.delete(r).await;
+    match res {
         Ok(Ok(())) => {
-            state.remove(&r.name);
-            state.save()?;
+            sh.state.lock().expect("state").commit(Entry::Remove { name: r.name.clone() })?;
             if r.resource_type == "infra.eventbus" {
-                session.rt.caps.nats.forget_broker(&r.name);
+                sh.pool.rt.caps.nats.forget_broker(&r.name);
             }
             Ok(Ok(()))
         }
@@ -90,30 +101,21 @@ async fn delete(
     }
 }
 
-async fn create_or_update(
-    session: &mut Session,
-    state: &mut State,
-    a: &wit::PlanAction,
-    update: bool,
-) -> Result<std::result::Result<(), String>> {
-    let provider_ref = session.infra.provider_module.clone();
-    let guest = session.guest().await?;
-    let res = if update {
-        guest.update(&ref_of(a), &a.resource).await
-    } else {
-        guest.create(&a.resource).await
+async fn create_or_update(sh: &Shared, a: &wit::PlanAction, update: bool) -> Result<std::result::Result<(), String>> {
+    let res = {
+        let mut guest = sh.pool.get().await?;
+        if update { guest.update(&ref_of(a), &a.resource).await } else { guest.create(&a.resource).await }
     };
     match res {
         Ok(Ok(out)) => {
             if a.resource.resource_type == "infra.eventbus" {
-                session.rt.caps.nats.register_broker(
-                    &a.resource.name,
-                    &serde_json::from_str(&out.outputs_json).unwrap_or(Value::Null),
-                );
+                let outputs = serde_json::from_str(&out.outputs_json).unwrap_or(Value::Null);
+                sh.pool.rt.caps.nats.register_broker(&a.resource.name, &outputs);
             }
+            let mut state = sh.state.lock().expect("state");
             let prev = state.get(&a.resource.name).cloned();
-            state.upsert(record_from(&a.resource, &out, &provider_ref, prev.as_ref()));
-            state.save()?;
+            let rec = record_from(&a.resource, &out, &sh.provider_ref, prev.as_ref());
+            state.commit(Entry::Upsert { record: Box::new(rec) })?;
             Ok(Ok(()))
         }
         Ok(Err(e)) => Ok(Err(error_text(&e))),
@@ -121,83 +123,104 @@ async fn create_or_update(
     }
 }
 
-/// Runs the actions in order. Returns one outcome per action.
-pub async fn execute(
-    ctx: &Ctx,
-    session: &mut Session,
-    state: &mut State,
-    plan: &wit::IacPlan,
-) -> Result<Vec<Outcome>> {
-    let total = plan.actions.len();
-    let mut failed: BTreeSet<String> = BTreeSet::new();
-    let mut outcomes = Vec::new();
-    for (i, a) in plan.actions.iter().enumerate() {
-        let started = Instant::now();
-        let name = a.resource.name.clone();
-        let progress = format!(
-            "[{}/{total}] {} {} {}",
-            i + 1,
-            verb(a.action),
-            a.resource.resource_type,
-            name
-        );
-        match ctx.output {
-            Format::Text => println!("{progress} ..."),
-            Format::Json => eprintln!("{progress} ..."),
-        }
-        let result = if let Some(dep) = a.resource.depends_on.iter().find(|d| failed.contains(*d)) {
-            Err(format!("skipped: it depends on {dep}, which failed"))
-        } else {
-            match a.action {
-                wit::ActionKind::Create => create_or_update(session, state, a, false).await?,
-                wit::ActionKind::Update => create_or_update(session, state, a, true).await?,
-                wit::ActionKind::Delete => delete(session, state, &ref_of(a)).await?,
-                wit::ActionKind::Replace => match delete(session, state, &ref_of(a)).await? {
-                    Ok(()) => create_or_update(session, state, a, false)
-                        .await?
-                        .map_err(|e| format!("replace: create: {e}")),
-                    Err(e) => Err(format!("replace: delete: {e}")),
-                },
-            }
-        };
-        let millis = started.elapsed().as_millis();
-        let line = match &result {
-            Ok(()) => format!(
-                "[{}/{total}] {} {} done ({millis} ms)",
-                i + 1,
-                verb(a.action),
-                name
-            ),
-            Err(e) => format!(
-                "[{}/{total}] {} {} FAILED: {e}",
-                i + 1,
-                verb(a.action),
-                name
-            ),
-        };
-        match ctx.output {
-            Format::Text => println!("{line}"),
-            Format::Json => eprintln!("{line}"),
-        }
-        if result.is_err() {
-            failed.insert(name.clone());
-        }
-        outcomes.push(Outcome {
-            action: verb(a.action),
-            name,
-            rtype: a.resource.resource_type.clone(),
-            ok: result.is_ok(),
-            error: result.err(),
-            millis,
-        });
+async fn run_action(sh: &Shared, a: &wit::PlanAction) -> Result<std::result::Result<(), String>> {
+    Ok(match a.action {
+        wit::ActionKind::Create => create_or_update(sh, a, false).await?,
+        wit::ActionKind::Update => create_or_update(sh, a, true).await?,
+        wit::ActionKind::Delete => delete(sh, &ref_of(a)).await?,
+        wit::ActionKind::Replace => match delete(sh, &ref_of(a)).await? {
+            Ok(()) => create_or_update(sh, a, false).await?.map_err(|e| format!("replace: create: {e}")),
+            Err(e) => Err(format!("replace: delete: {e}")),
+        },
+    })
+}
+
+fn say(ctx: &Ctx, line: &str) {
+    match ctx.output {
+        Format::Text => println!("{line}"),
+        Format::Json => eprintln!("{line}"),
     }
-    Ok(outcomes)
+}
+
+/// Runs the actions, in parallel where they are independent. Outcomes are in completion order.
+pub async fn execute(ctx: &Ctx, session: &Session, state: State, plan: &wit::IacPlan) -> Result<(Vec<Outcome>, State)> {
+    let total = plan.actions.len();
+    let prereq = prerequisites(plan);
+    let shared = Arc::new(Shared { pool: session.pool.clone(), state: Mutex::new(state), provider_ref: session.infra.provider_module.clone() });
+    let mut started = vec![false; total];
+    let mut result: Vec<Option<bool>> = vec![None; total];
+    let mut outcomes = Vec::with_capacity(total);
+    let mut running: JoinSet<(usize, Result<std::result::Result<(), String>>, u128)> = JoinSet::new();
+    let mut done = 0usize;
+    let verbose_progress = total <= 200 || ctx.output == Format::Text && std::env::var_os("EVENTBUS_PROGRESS").is_some();
+    let mut last_report = Instant::now();
+    loop {
+        // Start every action whose prerequisites are settled; skip those whose prerequisites failed.
+        for i in 0..total {
+            if started[i] || prereq[i].iter().any(|&j| result[j].is_none()) {
+                continue;
+            }
+            started[i] = true;
+            let a = &plan.actions[i];
+            if let Some(&j) = prereq[i].iter().find(|&&j| result[j] == Some(false)) {
+                let why = format!("skipped: {} {} failed first", verb(plan.actions[j].action), plan.actions[j].resource.name);
+                say(ctx, &format!("[{}/{total}] {} {} SKIPPED ({why})", done + 1, verb(a.action), a.resource.name));
+                result[i] = Some(false);
+                done += 1;
+                outcomes.push(Outcome { action: verb(a.action), name: a.resource.name.clone(), rtype: a.resource.resource_type.clone(), ok: false, error: Some(why), millis: 0 });
+                continue;
+            }
+            if verbose_progress {
+                say(ctx, &format!("[start] {} {} {}", verb(a.action), a.resource.resource_type, a.resource.name));
+            }
+            let sh = shared.clone();
+            let action = a.clone();
+            running.spawn(async move {
+                let t = Instant::now();
+                let r = run_action(&sh, &action).await;
+                (i, r, t.elapsed().as_millis())
+            });
+        }
+        // A skip can unblock more skips; go round again before waiting.
+        if result.iter().all(Option::is_some) {
+            break;
+        }
+        let Some(joined) = running.join_next().await else {
+            if (0..total).any(|i| !started[i]) {
+                continue;
+            }
+            break;
+        };
+        let (i, r, millis) = joined?;
+        let r = r?;
+        let a = &plan.actions[i];
+        done += 1;
+        let line = match &r {
+            Ok(()) => format!("[{done}/{total}] {} {} done ({millis} ms)", verb(a.action), a.resource.name),
+            Err(e) => format!("[{done}/{total}] {} {} FAILED: {e}", verb(a.action), a.resource.name),
+        };
+        if verbose_progress || r.is_err() {
+            say(ctx, &line);
+        } else if last_report.elapsed().as_millis() >= 1000 || done == total {
+            say(ctx, &format!("[{done}/{total}] actions finished"));
+            last_report = Instant::now();
+        }
+        result[i] = Some(r.is_ok());
+        outcomes.push(Outcome { action: verb(a.action), name: a.resource.name.clone(), rtype: a.resource.resource_type.clone(), ok: r.is_ok(), error: r.err(), millis });
+    }
+    let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("internal: actions still running"))?;
+    let mut state = shared.state.into_inner().expect("state");
+    state.compact()?;
+    Ok((outcomes, state))
 }
 
 pub fn report(ctx: &Ctx, plan: &wit::IacPlan, outcomes: &[Outcome], state: &State) -> Exit {
     let failed = outcomes.iter().filter(|o| !o.ok).count();
     match ctx.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"results": outcomes, "summary": summary(plan), "failed": failed, "state": state.path()})).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"results": outcomes, "summary": summary(plan), "failed": failed, "state": state.path()})).unwrap_or_default()
+        ),
         Format::Text => {
             if failed == 0 {
                 println!("\nApply complete: {} action{} done. State: {}", outcomes.len(), if outcomes.len() == 1 { "" } else { "s" }, state.path().display());
@@ -216,7 +239,7 @@ pub fn report(ctx: &Ctx, plan: &wit::IacPlan, outcomes: &[Outcome], state: &Stat
 /// `apply`, or `destroy` when `destroy` is true (a plan with nothing desired).
 pub async fn run(ctx: &Ctx, allow: &[String], destroy: bool, refresh: bool) -> Result<Exit> {
     let command = if destroy { "destroy" } else { "apply" };
-    let mut state = State::open(&ctx.state, Some((ctx.lock_timeout, command)))?;
+    let state = State::open(&ctx.state, Some((ctx.lock_timeout, command)))?;
     let mut session = match open(ctx, Some(&state)).await? {
         Opened::Ready(s) => s,
         Opened::Invalid(d) => return Ok(report_diags(ctx, &d)),
@@ -224,7 +247,7 @@ pub async fn run(ctx: &Ctx, allow: &[String], destroy: bool, refresh: bool) -> R
     if destroy {
         session.infra.specs.clear();
     }
-    let plan = match compute(&mut session, &state, refresh).await? {
+    let plan = match compute(&session, &state, refresh).await? {
         Ok(p) => p,
         Err(d) => return Ok(report_diags(ctx, &d)),
     };
@@ -249,6 +272,7 @@ pub async fn run(ctx: &Ctx, allow: &[String], destroy: bool, refresh: bool) -> R
             println!();
         }
     }
-    let outcomes = execute(ctx, &mut session, &mut state, &plan).await?;
+    let (outcomes, state) = execute(ctx, &session, state, &plan).await?;
     Ok(report(ctx, &plan, &outcomes, &state))
 }
+

@@ -18,7 +18,7 @@ fn class(c: wit::DriftClass) -> &'static str {
 
 pub async fn run(ctx: &Ctx) -> Result<Exit> {
     let state = State::open(&ctx.state, None)?;
-    let mut session = match open(ctx, Some(&state)).await? {
+    let session = match open(ctx, Some(&state)).await? {
         Opened::Ready(s) => s,
         Opened::Invalid(d) => return Ok(report_diags(ctx, &d)),
     };

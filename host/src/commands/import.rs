@@ -14,7 +14,7 @@ pub async fn run(ctx: &Ctx, name: &str, rtype: &str, id: &str) -> Result<Exit> {
             state.path().display()
         );
     }
-    let mut session = match open(ctx, Some(&state)).await? {
+    let session = match open(ctx, Some(&state)).await? {
         Opened::Ready(s) => s,
         Opened::Invalid(d) => return Ok(report_diags(ctx, &d)),
     };

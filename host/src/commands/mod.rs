@@ -14,7 +14,8 @@ use crate::caps::nats::NatsCap;
 use crate::caps::secrets::SecretStore;
 use crate::infra::{self, Diag, Infra};
 use crate::runtime::limits::Limits;
-use crate::runtime::{self, Guest, Runtime, wit};
+use crate::runtime::pool::{Pool, Pooled};
+use crate::runtime::{self, Runtime, wit};
 use crate::state::State;
 use anyhow::{Result, anyhow};
 use serde_json::{Value, json};
@@ -44,26 +45,23 @@ pub struct Ctx {
     pub component: Option<PathBuf>,
     pub lock_timeout: Duration,
     pub limits: Limits,
+    /// Component instances working at once (independent actions run in parallel).
+    pub parallelism: usize,
 }
 
 pub struct Session {
     pub infra: Infra,
-    pub rt: Runtime,
-    pub guest: Guest,
+    pub pool: Arc<Pool>,
 }
 
 impl Session {
-    /// A working instance: the old one if healthy, a fresh one after a trap.
-    pub async fn guest(&mut self) -> Result<&mut Guest> {
-        if self.guest.poisoned {
-            self.guest = self.rt.instance().await?;
-            let cfg = self.infra.provider_config.to_string();
-            self.guest
-                .initialize(&cfg)
-                .await?
-                .map_err(|e| anyhow!(runtime::error_text(&e)))?;
-        }
-        Ok(&mut self.guest)
+    /// A working instance from the pool (a fresh one replaces any that trapped).
+    pub async fn guest(&self) -> Result<Pooled> {
+        self.pool.get().await
+    }
+
+    pub fn caps(&self) -> &Arc<Caps> {
+        &self.pool.rt.caps
     }
 }
 
@@ -144,7 +142,8 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
     let rt = Runtime::new(&wasm, caps)?;
     tracing::debug!(source = ?rt.source, elapsed = ?rt.load_time, "component loaded");
     let mut guest = rt.instance().await?;
-    if let Err(e) = guest.initialize(&infra.provider_config.to_string()).await? {
+    let config = infra.provider_config.to_string();
+    if let Err(e) = guest.initialize(&config).await? {
         if let Some(d) = guest_diags(&infra, &e) {
             return Ok(Opened::Invalid(
                 d.into_iter()
@@ -158,7 +157,9 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
         }
         return Err(anyhow!(runtime::error_text(&e)));
     }
-    Ok(Opened::Ready(Box::new(Session { infra, rt, guest })))
+    let pool = Pool::new(rt, config, ctx.parallelism);
+    pool.offer(guest);
+    Ok(Opened::Ready(Box::new(Session { infra, pool })))
 }
 
 /// Parses a JSON text from the guest, falling back to a string.

@@ -29,7 +29,7 @@ fn sigil(a: wit::ActionKind) -> &'static str {
 
 /// The guest's plan for the file against the state; input problems come back as diagnostics.
 pub async fn compute(
-    session: &mut Session,
+    session: &Session,
     state: &State,
     refresh: bool,
 ) -> Result<std::result::Result<wit::IacPlan, Vec<Diag>>> {
@@ -38,7 +38,7 @@ pub async fn compute(
     if refresh {
         current = refreshed(session, current).await?;
     }
-    let guest = session.guest().await?;
+    let mut guest = session.guest().await?;
     match guest.plan(&desired, &current).await? {
         Ok(p) => Ok(Ok(p)),
         Err(e) => match guest_diags(&session.infra, &e) {
@@ -51,7 +51,7 @@ pub async fn compute(
 /// State as the servers see it now: resources deleted out of band are dropped (so they plan
 /// as creates) and outputs are re-read (so out-of-band changes plan as updates).
 async fn refreshed(
-    session: &mut Session,
+    session: &Session,
     current: Vec<wit::ResourceState>,
 ) -> Result<Vec<wit::ResourceState>> {
     let mut out = Vec::with_capacity(current.len());
@@ -196,11 +196,11 @@ pub fn render_text(source: &str, plan: &wit::IacPlan) -> String {
 
 pub async fn run(ctx: &Ctx, refresh: bool) -> Result<Exit> {
     let state = State::open(&ctx.state, None)?;
-    let mut session = match open(ctx, Some(&state)).await? {
+    let session = match open(ctx, Some(&state)).await? {
         Opened::Ready(s) => s,
         Opened::Invalid(d) => return Ok(report_diags(ctx, &d)),
     };
-    let plan = match compute(&mut session, &state, refresh).await? {
+    let plan = match compute(&session, &state, refresh).await? {
         Ok(p) => p,
         Err(d) => return Ok(report_diags(ctx, &d)),
     };

@@ -41,7 +41,7 @@ fn merged(state: &State, name: &str, live: &str) -> Value {
 
 pub async fn run(ctx: &Ctx) -> Result<Exit> {
     let state = State::open(&ctx.state, None)?;
-    let mut session = match open(ctx, Some(&state)).await? {
+    let session = match open(ctx, Some(&state)).await? {
         Opened::Ready(s) => s,
         Opened::Invalid(d) => return Ok(report_diags(ctx, &d)),
     };

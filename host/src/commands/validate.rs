@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow};
 use serde_json::json;
 
 pub async fn run(ctx: &Ctx) -> Result<Exit> {
-    let mut session = match open(ctx, None).await? {
+    let session = match open(ctx, None).await? {
         Opened::Ready(s) => s,
         Opened::Invalid(d) => return Ok(report_diags(ctx, &d)),
     };

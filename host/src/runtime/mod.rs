@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod limits;
+pub mod pool;
 
 use crate::caps::Caps;
 use anyhow::{Context, Result, anyhow};
