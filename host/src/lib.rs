@@ -6,3 +6,4 @@ pub mod commands;
 pub mod infra;
 pub mod runtime;
 pub mod state;
+pub mod wfctl;

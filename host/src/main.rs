@@ -123,6 +123,10 @@ fn init_tracing(verbose: u8) {
 }
 
 fn main() {
+    // Started by wfctl (go-plugin handshake cookie): serve the plugin protocol instead.
+    if eventbus_host::wfctl::started_as_plugin() {
+        eventbus_host::wfctl::serve();
+    }
     // Die quietly when a pipe reader (`| head`) goes away, like other command-line tools.
     // Safety: restoring the default disposition of one signal before any thread starts.
     unsafe {
