@@ -33,3 +33,7 @@ lint:
 # The server-truth matrix: our plan (update or replace) against what each nats-server accepts.
 fidelity: build
     cargo test -p eventbus-tests --test fidelity
+
+# Crash safety: SIGKILL the apply (and destroy) at random instants, rerun, check nothing is lost.
+chaos: build
+    CHAOS_KILLS=64 cargo test -p eventbus-tests --test chaos
