@@ -37,3 +37,26 @@ fidelity: build
 # Crash safety: SIGKILL the apply (and destroy) at random instants, rerun, check nothing is lost.
 chaos: build
     CHAOS_KILLS=64 cargo test -p eventbus-tests --test chaos
+
+# The wfctl plugin: dist/workflow-plugin-eventbus/ (binary, plugin.json, component), a tarball
+# and its sha256. `just package debug` packages the debug build.
+package profile="release":
+    scripts/package.sh {{profile}}
+
+# wfctl's conformance scenarios, through the plugin bridge against a real nats-server.
+wfctl-conformance: build
+    #!/usr/bin/env bash
+    set -uo pipefail
+    scenarios=(CrossResourceConstraintRejection DeleteActionInApplyInvokesDriverDelete DiffSurvivesGRPCRoundTrip
+      InfraOutputCrossModuleResolution NeedsReplaceTriggersReplaceAction OutputsConsistencyAcrossReadCycles
+      OutputsRefreshDetectsNewFields PlanStaleDiagnostic ProtectedReplaceWithOverride ProtectedReplaceWithoutOverride
+      ReplaceCascadePreservesDependents UpsertOnAlreadyExists)
+    log="$(mktemp)"
+    trap 'rm -f "$log"' EXIT
+    cargo test -p eventbus-tests --test bridge -- conformance:: 2>&1 | tee "$log"
+    passed=0
+    for s in "${scenarios[@]}"; do
+      if grep -qE "^test conformance::$s \.\.\. ok$" "$log"; then passed=$((passed + 1)); else echo "not passed: $s"; fi
+    done
+    echo "conformance: $passed/${#scenarios[@]} scenarios passed"
+    [ "$passed" = "${#scenarios[@]}" ]

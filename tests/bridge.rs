@@ -51,8 +51,8 @@ struct Plugin {
 }
 
 /// Env for every plugin the tests start: debug logs help when a test fails.
-fn plugin_cmd(plugin_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(eventbus_bin());
+fn plugin_cmd(bin: &Path, plugin_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.current_dir(plugin_dir)
         .env("WORKFLOW_PLUGIN", "workflow-external-plugin-v1")
         .env("PLUGIN_PROTOCOL_VERSIONS", "1")
@@ -72,9 +72,17 @@ impl Plugin {
     }
 
     fn start_with(extra_env: &[(&str, &str)]) -> Plugin {
-        let plugin_dir = TempDir::new("plugins");
+        Self::launch(&eventbus_bin(), TempDir::new("plugins"), extra_env, &[])
+    }
+
+    /// Starts `bin` with the working directory `plugin_dir`, as go-plugin does for wfctl.
+    fn launch(bin: &Path, plugin_dir: TempDir, extra_env: &[(&str, &str)], remove_env: &[&str]) -> Plugin {
         let started = Instant::now();
-        let mut child = plugin_cmd(plugin_dir.path(), extra_env).spawn().expect("start the eventbus binary as a plugin");
+        let mut cmd = plugin_cmd(bin, plugin_dir.path(), extra_env);
+        for k in remove_env {
+            cmd.env_remove(k);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {} as a plugin: {e}", bin.display()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
@@ -794,6 +802,62 @@ fn startup_time_with_a_cold_and_a_warm_component_cache() {
     }
     assert_eq!(times[0].0, "compiled");
     assert_eq!(times[1].0, "cached");
+}
+
+#[test]
+fn packaged_directory_loads_the_way_wfctl_loads_it() {
+    // scripts/package.sh into a plugin dir; then wfctl's discovery (the subdirectory whose
+    // plugin.json names provider eventbus), the launch of <dir>/<name>/<name> from the plugin
+    // dir with no hint where the component is, and a broker created through it.
+    let nats = NatsServer::start();
+    let plugins = TempDir::new("plugin-dir");
+    let wasm = std::env::var_os("EVENTBUS_COMPONENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| eventbus_tests::workspace_root().join("target/wasm32-wasip2/release/eventbus_guest.wasm"));
+    let out = Command::new(eventbus_tests::workspace_root().join("scripts/package.sh"))
+        .arg("debug")
+        .env("DIST_DIR", plugins.path())
+        .env("PACKAGE_BIN", eventbus_bin())
+        .env("PACKAGE_WASM", &wasm)
+        .env("SKIP_TARBALL", "1")
+        .output()
+        .expect("run scripts/package.sh");
+    assert!(out.status.success(), "package.sh failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    // wfctl's findIaCPluginDir: capabilities.iacProvider.name == the iac.provider module's provider.
+    let found: Vec<PathBuf> = std::fs::read_dir(plugins.path())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|d| {
+            std::fs::read_to_string(d.join("plugin.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).is_some_and(|m| m["capabilities"]["iacProvider"]["name"] == "eventbus")
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one plugin serves provider eventbus: {found:?}");
+    let dir = &found[0];
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(name, "workflow-plugin-eventbus");
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("plugin.json")).unwrap()).unwrap();
+    assert_eq!(manifest["name"], name);
+    assert_eq!(manifest["type"], "external");
+    assert_eq!(manifest["iacProvider"]["computePlanVersion"], "v2");
+    let types: Vec<&str> = manifest["capabilities"]["iacProvider"]["resourceTypes"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(types, [T_BROKER, T_CONSUMER, T_STREAM]);
+    for t in &types {
+        assert!(manifest["capabilities"]["moduleTypes"].as_array().unwrap().contains(&json!(t)));
+        assert!(manifest["capabilities"]["iacProvider"]["configSchema"][t]["properties"].is_object(), "schema of {t}");
+    }
+
+    let bin = dir.join(&name);
+    let plugin = Plugin::launch(&bin, plugins, &[], &["EVENTBUS_COMPONENT"]);
+    // `wfctl plugin verify-capabilities`: iacServices must equal the runtime registry.
+    let reg = plugin.block(PluginServiceClient::new(plugin.channel.clone()).get_contract_registry(())).unwrap().into_inner();
+    let served: Vec<Value> = reg.contracts.iter().map(|c| json!(c.service_name)).collect();
+    assert_eq!(manifest["iacServices"].as_array().unwrap(), &served);
+    plugin.initialize(json!({"provider": "eventbus"})).unwrap();
+    assert_eq!(plugin.capabilities().unwrap().compute_plan_version, "v2");
+    let broker = spec(BROKER, T_BROKER, json!({"provider": "nats", "deploy_target": "self_hosted", "url": nats.url()}));
+    plugin.create(&broker).unwrap_or_else(|e| panic!("{e:?}\n{}", plugin.stderr()));
+    assert!(plugin.stderr().contains(&format!("component={}", dir.join("eventbus_guest.wasm").display())), "the component beside the binary is used:\n{}", plugin.stderr());
 }
 
 // ---------------------------------------------------------------------------------------------
