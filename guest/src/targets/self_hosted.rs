@@ -88,23 +88,31 @@ pub fn update(spec: &Spec, c: &BrokerCfg) -> Result<Output> {
     create(spec, c)
 }
 
+/// Reads the broker back from what the host knows of it (its endpoint) and what the server
+/// says now, in the same shape create returns.
 pub fn read(r: &Ref) -> Result<Output> {
     let js = Js::broker(&r.name)?;
     let info = verify(&js, &r.name)?;
-    let mut o = Json::new();
-    o.insert("server_version".into(), json!(js.server_version));
-    o.insert(
-        "api_level".into(),
-        info.pointer("/api/level").cloned().unwrap_or(json!(0)),
-    );
-    Ok(Output {
-        name: r.name.clone(),
-        rtype: BROKER.into(),
-        provider_id: r.provider_id.clone(),
-        outputs: o,
-        sensitive: vec![],
-        status: "running".into(),
-    })
+    let ep = js.where_to();
+    let credentials = ep.auth.map(|a| match a {
+        Auth::Token(t) => Credentials::Token(t),
+        Auth::UserPassword((u, p)) => Credentials::UserPassword(u, p),
+        Auth::NkeySeed(n) => Credentials::NkeySeed(n),
+        Auth::Creds(c) => Credentials::Creds(c),
+    });
+    let c = BrokerCfg {
+        identity: cfg::identity("nats", "self_hosted", &ep.urls, ep.domain.as_deref(), credentials.as_ref()),
+        provider: "nats".into(),
+        deploy_target: "self_hosted".into(),
+        urls: ep.urls,
+        domain: ep.domain,
+        credentials,
+        version: String::new(),
+        common: Default::default(),
+    };
+    let mut out = output(&r.name, &c, &js, &info);
+    out.provider_id = r.provider_id.clone();
+    Ok(out)
 }
 
 /// Nothing to remove: the server is not ours. The record is forgotten.

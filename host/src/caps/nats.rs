@@ -14,6 +14,7 @@ use wasmtime::component::Resource;
 
 /// A connection handed to the guest: which client, which broker, which API prefix.
 pub struct ConnHandle {
+    entry: BrokerEntry,
     client: Client,
     broker: String,
     prefix: String,
@@ -290,6 +291,7 @@ impl HostConnection for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let h = ConnHandle {
+            entry: entry.clone(),
             server_version: client.server_info().version.clone(),
             client,
             broker: name,
@@ -326,6 +328,7 @@ impl HostConnection for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let h = ConnHandle {
+            entry: entry.clone(),
             server_version: client.server_info().version.clone(),
             client,
             broker: String::new(),
@@ -344,6 +347,20 @@ impl HostConnection for HostState {
 
     async fn server_version(&mut self, this: Resource<ConnHandle>) -> wasmtime::Result<String> {
         Ok(self.table.get(&this)?.server_version.clone())
+    }
+
+    async fn endpoint(&mut self, this: Resource<ConnHandle>) -> wasmtime::Result<Endpoint> {
+        let e = &self.table.get(&this)?.entry;
+        Ok(Endpoint {
+            urls: e.urls.clone(),
+            auth: e.auth.clone().map(|a| match a {
+                AuthSpec::Token(t) => Auth::Token(t),
+                AuthSpec::UserPassword(u, p) => Auth::UserPassword((u, p)),
+                AuthSpec::NkeySeed(n) => Auth::NkeySeed(n),
+                AuthSpec::Creds(c) => Auth::Creds(c),
+            }),
+            domain: e.domain.clone(),
+        })
     }
 
     async fn request(

@@ -103,6 +103,11 @@ impl Js {
         Ok(Js::wrap(conn))
     }
 
+    /// Where this connection goes (URLs, credential handles, domain), from the host.
+    pub fn where_to(&self) -> Endpoint {
+        self.conn.endpoint()
+    }
+
     /// Forgets cached connections (after a broker changes).
     pub fn forget(name: &str) {
         CONNS.with(|c| c.borrow_mut().remove(name));
