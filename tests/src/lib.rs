@@ -201,6 +201,11 @@ impl NatsServer {
         self.port
     }
 
+    /// The server process id (to freeze it with SIGSTOP in fault tests).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The server's version, e.g. `2.10.22` (from `nats-server --version`).
     pub fn version(&self) -> String {
         let out = Command::new(&self.bin)
