@@ -76,13 +76,20 @@ impl Plugin {
     }
 
     /// Starts `bin` with the working directory `plugin_dir`, as go-plugin does for wfctl.
-    fn launch(bin: &Path, plugin_dir: TempDir, extra_env: &[(&str, &str)], remove_env: &[&str]) -> Plugin {
+    fn launch(
+        bin: &Path,
+        plugin_dir: TempDir,
+        extra_env: &[(&str, &str)],
+        remove_env: &[&str],
+    ) -> Plugin {
         let started = Instant::now();
         let mut cmd = plugin_cmd(bin, plugin_dir.path(), extra_env);
         for k in remove_env {
             cmd.env_remove(k);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {} as a plugin: {e}", bin.display()));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} as a plugin: {e}", bin.display()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
@@ -92,7 +99,9 @@ impl Plugin {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         // The handshake: exactly one line on stdout.
@@ -106,18 +115,43 @@ impl Plugin {
             // Anything more on stdout would corrupt go-plugin's protocol: record it.
             let mut rest = String::new();
             let _ = reader.read_to_string(&mut rest);
-            assert!(rest.is_empty(), "the plugin wrote more than the handshake on stdout: {rest:?}");
+            assert!(
+                rest.is_empty(),
+                "the plugin wrote more than the handshake on stdout: {rest:?}"
+            );
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("no handshake line within 60s; stderr:\n{}", stderr.lock().unwrap())
-        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "no handshake line within 60s; stderr:\n{}",
+                    stderr.lock().unwrap()
+                )
+            });
         let handshake_after = started.elapsed();
         let parts: Vec<&str> = line.trim_end_matches('\n').split('|').collect();
-        assert_eq!(parts.len(), 5, "handshake {line:?} is not CORE|APP|NETWORK|ADDR|PROTOCOL; stderr:\n{}", stderr.lock().unwrap());
-        assert_eq!((parts[0], parts[1], parts[4]), ("1", "1", "grpc"), "handshake {line:?}");
-        assert!(parts[2] == "unix" || parts[2] == "tcp", "network {}", parts[2]);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        assert_eq!(
+            parts.len(),
+            5,
+            "handshake {line:?} is not CORE|APP|NETWORK|ADDR|PROTOCOL; stderr:\n{}",
+            stderr.lock().unwrap()
+        );
+        assert_eq!(
+            (parts[0], parts[1], parts[4]),
+            ("1", "1", "grpc"),
+            "handshake {line:?}"
+        );
+        assert!(
+            parts[2] == "unix" || parts[2] == "tcp",
+            "network {}",
+            parts[2]
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let (network, address) = (parts[2].to_string(), parts[3].to_string());
         let channel = rt.block_on(async {
             if network == "unix" {
@@ -126,15 +160,36 @@ impl Plugin {
                     .unwrap()
                     .connect_with_connector(tower::service_fn(move |_: Uri| {
                         let path = path.clone();
-                        async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+                        async move {
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                                tokio::net::UnixStream::connect(path).await?,
+                            ))
+                        }
                     }))
                     .await
             } else {
-                Endpoint::try_from(format!("http://{address}")).unwrap().connect().await
+                Endpoint::try_from(format!("http://{address}"))
+                    .unwrap()
+                    .connect()
+                    .await
             }
         });
-        let channel = channel.unwrap_or_else(|e| panic!("cannot dial {line}: {e}; stderr:\n{}", stderr.lock().unwrap()));
-        Plugin { rt, child: Some(child), stderr, channel, addr: format!("{network}|{address}"), handshake_after, started, _plugin_dir: plugin_dir }
+        let channel = channel.unwrap_or_else(|e| {
+            panic!(
+                "cannot dial {line}: {e}; stderr:\n{}",
+                stderr.lock().unwrap()
+            )
+        });
+        Plugin {
+            rt,
+            child: Some(child),
+            stderr,
+            channel,
+            addr: format!("{network}|{address}"),
+            handshake_after,
+            started,
+            _plugin_dir: plugin_dir,
+        }
     }
 
     fn stderr(&self) -> String {
@@ -154,50 +209,90 @@ impl Plugin {
     }
 
     fn initialize(&self, cfg: Value) -> Result<(), Status> {
-        self.block(self.provider().initialize(pb::InitializeRequest { config_json: cfg.to_string().into_bytes() })).map(|_| ())
+        self.block(self.provider().initialize(pb::InitializeRequest {
+            config_json: cfg.to_string().into_bytes(),
+        }))
+        .map(|_| ())
     }
 
     fn capabilities(&self) -> Result<pb::CapabilitiesResponse, Status> {
-        self.block(self.provider().capabilities(pb::CapabilitiesRequest {})).map(|r| r.into_inner())
+        self.block(self.provider().capabilities(pb::CapabilitiesRequest {}))
+            .map(|r| r.into_inner())
     }
 
     fn create(&self, spec: &pb::ResourceSpec) -> Result<pb::ResourceOutput, Status> {
-        let req = pb::ResourceCreateRequest { resource_type: spec.r#type.clone(), spec: Some(spec.clone()) };
-        self.block(self.driver().create(req)).map(|r| r.into_inner().output.expect("create returns an output"))
+        let req = pb::ResourceCreateRequest {
+            resource_type: spec.r#type.clone(),
+            spec: Some(spec.clone()),
+        };
+        self.block(self.driver().create(req))
+            .map(|r| r.into_inner().output.expect("create returns an output"))
     }
 
     fn read(&self, r: &pb::ResourceRef) -> Result<pb::ResourceOutput, Status> {
-        let req = pb::ResourceReadRequest { resource_type: r.r#type.clone(), r#ref: Some(r.clone()) };
-        self.block(self.driver().read(req)).map(|r| r.into_inner().output.expect("read returns an output"))
+        let req = pb::ResourceReadRequest {
+            resource_type: r.r#type.clone(),
+            r#ref: Some(r.clone()),
+        };
+        self.block(self.driver().read(req))
+            .map(|r| r.into_inner().output.expect("read returns an output"))
     }
 
-    fn update(&self, r: &pb::ResourceRef, spec: &pb::ResourceSpec) -> Result<pb::ResourceOutput, Status> {
-        let req = pb::ResourceUpdateRequest { resource_type: spec.r#type.clone(), r#ref: Some(r.clone()), spec: Some(spec.clone()) };
-        self.block(self.driver().update(req)).map(|r| r.into_inner().output.expect("update returns an output"))
+    fn update(
+        &self,
+        r: &pb::ResourceRef,
+        spec: &pb::ResourceSpec,
+    ) -> Result<pb::ResourceOutput, Status> {
+        let req = pb::ResourceUpdateRequest {
+            resource_type: spec.r#type.clone(),
+            r#ref: Some(r.clone()),
+            spec: Some(spec.clone()),
+        };
+        self.block(self.driver().update(req))
+            .map(|r| r.into_inner().output.expect("update returns an output"))
     }
 
     fn delete(&self, r: &pb::ResourceRef) -> Result<(), Status> {
-        let req = pb::ResourceDeleteRequest { resource_type: r.r#type.clone(), r#ref: Some(r.clone()) };
+        let req = pb::ResourceDeleteRequest {
+            resource_type: r.r#type.clone(),
+            r#ref: Some(r.clone()),
+        };
         self.block(self.driver().delete(req)).map(|_| ())
     }
 
-    fn diff(&self, desired: &pb::ResourceSpec, current: &pb::ResourceOutput) -> Result<pb::DiffResult, Status> {
-        let req = pb::ResourceDiffRequest { resource_type: desired.r#type.clone(), desired: Some(desired.clone()), current: Some(current.clone()) };
-        self.block(self.driver().diff(req)).map(|r| r.into_inner().result.expect("diff returns a result"))
+    fn diff(
+        &self,
+        desired: &pb::ResourceSpec,
+        current: &pb::ResourceOutput,
+    ) -> Result<pb::DiffResult, Status> {
+        let req = pb::ResourceDiffRequest {
+            resource_type: desired.r#type.clone(),
+            desired: Some(desired.clone()),
+            current: Some(current.clone()),
+        };
+        self.block(self.driver().diff(req))
+            .map(|r| r.into_inner().result.expect("diff returns a result"))
     }
 
-    fn plan_rpc(&self, desired: Vec<pb::ResourceSpec>, current: Vec<pb::ResourceState>) -> Result<pb::IaCPlan, Status> {
-        self.block(self.provider().plan(pb::PlanRequest { desired, current })).map(|r| r.into_inner().plan.expect("plan"))
+    fn plan_rpc(
+        &self,
+        desired: Vec<pb::ResourceSpec>,
+        current: Vec<pb::ResourceState>,
+    ) -> Result<pb::IaCPlan, Status> {
+        self.block(self.provider().plan(pb::PlanRequest { desired, current }))
+            .map(|r| r.into_inner().plan.expect("plan"))
     }
 
     fn destroy(&self, refs: Vec<pb::ResourceRef>) -> Result<pb::DestroyResult, Status> {
-        self.block(self.provider().destroy(pb::DestroyRequest { refs })).map(|r| r.into_inner().result.expect("destroy result"))
+        self.block(self.provider().destroy(pb::DestroyRequest { refs }))
+            .map(|r| r.into_inner().result.expect("destroy result"))
     }
 
     /// go-plugin's Shutdown; returns how long the process took to exit, and its exit code.
     fn shutdown(&mut self) -> (Duration, Option<i32>) {
         let asked = Instant::now();
-        let r = self.block(GrpcControllerClient::new(self.channel.clone()).shutdown(go_plugin::Empty {}));
+        let r = self
+            .block(GrpcControllerClient::new(self.channel.clone()).shutdown(go_plugin::Empty {}));
         assert!(r.is_ok(), "Shutdown failed: {r:?}");
         let mut child = self.child.take().unwrap();
         loop {
@@ -206,7 +301,10 @@ impl Plugin {
             }
             if asked.elapsed() > Duration::from_secs(5) {
                 let _ = child.kill();
-                panic!("the plugin did not exit within 5 s of Shutdown; stderr:\n{}", self.stderr());
+                panic!(
+                    "the plugin did not exit within 5 s of Shutdown; stderr:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -231,14 +329,19 @@ fn expect_err<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, text: &str) 
         Ok(v) => panic!("expected {code:?} containing {text:?}, got Ok({v:?})"),
         Err(s) => {
             assert_eq!(s.code(), code, "status {s:?}");
-            assert!(s.message().contains(text), "status message {:?} lacks {text:?}", s.message());
+            assert!(
+                s.message().contains(text),
+                "status message {:?} lacks {text:?}",
+                s.message()
+            );
             s
         }
     }
 }
 
 fn js_of(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,7 +363,10 @@ fn specs_from_yaml(yaml: &str, nats_url: &str) -> Vec<pb::ResourceSpec> {
         .iter()
         .filter(|m| m["type"].as_str().is_some_and(|t| t.starts_with("infra.")))
         .filter(|m| {
-            let route = m["config"]["iac_provider"].as_str().or(m["config"]["provider"].as_str()).unwrap_or("");
+            let route = m["config"]["iac_provider"]
+                .as_str()
+                .or(m["config"]["provider"].as_str())
+                .unwrap_or("");
             ours.contains(route)
         })
         .map(|m| {
@@ -268,14 +374,32 @@ fn specs_from_yaml(yaml: &str, nats_url: &str) -> Vec<pb::ResourceSpec> {
             if m["protected"] == json!(true) {
                 config["protected"] = json!(true);
             }
-            spec(m["name"].as_str().unwrap(), m["type"].as_str().unwrap(), config)
+            spec(
+                m["name"].as_str().unwrap(),
+                m["type"].as_str().unwrap(),
+                config,
+            )
         })
         .collect()
 }
 
 fn spec(name: &str, rtype: &str, config: Value) -> pb::ResourceSpec {
-    let depends_on = config["depends_on"].as_array().map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect()).unwrap_or_default();
-    pb::ResourceSpec { name: name.into(), r#type: rtype.into(), config_json: config.to_string().into_bytes(), size: String::new(), hints: None, depends_on }
+    let depends_on = config["depends_on"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    pb::ResourceSpec {
+        name: name.into(),
+        r#type: rtype.into(),
+        config_json: config.to_string().into_bytes(),
+        size: String::new(),
+        hints: None,
+        depends_on,
+    }
 }
 
 fn config_of(s: &pb::ResourceSpec) -> Value {
@@ -284,7 +408,10 @@ fn config_of(s: &pb::ResourceSpec) -> Value {
 
 /// Edit one spec's config in a list of specs.
 fn edit(specs: &mut [pb::ResourceSpec], name: &str, f: impl FnOnce(&mut Value)) {
-    let s = specs.iter_mut().find(|s| s.name == name).unwrap_or_else(|| panic!("no spec {name}"));
+    let s = specs
+        .iter_mut()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no spec {name}"));
     let mut cfg = config_of(s);
     f(&mut cfg);
     *s = spec(&s.name, &s.r#type.clone(), cfg);
@@ -330,7 +457,11 @@ struct Wfctl<'p> {
 
 impl<'p> Wfctl<'p> {
     fn new(plugin: &'p Plugin) -> Self {
-        Wfctl { plugin, state: vec![], calls: vec![] }
+        Wfctl {
+            plugin,
+            state: vec![],
+            calls: vec![],
+        }
     }
 
     fn get(&self, name: &str) -> Option<&Record> {
@@ -338,11 +469,16 @@ impl<'p> Wfctl<'p> {
     }
 
     fn record(&self, name: &str) -> &Record {
-        self.get(name).unwrap_or_else(|| panic!("{name} is not in state"))
+        self.get(name)
+            .unwrap_or_else(|| panic!("{name} is not in state"))
     }
 
     fn ref_of(r: &Record) -> pb::ResourceRef {
-        pb::ResourceRef { name: r.name.clone(), r#type: r.rtype.clone(), provider_id: r.provider_id.clone() }
+        pb::ResourceRef {
+            name: r.name.clone(),
+            r#type: r.rtype.clone(),
+            provider_id: r.provider_id.clone(),
+        }
     }
 
     /// `current` as wfctl rebuilds it from state for Diff: name, type, provider_id, outputs.
@@ -364,9 +500,16 @@ impl<'p> Wfctl<'p> {
         let mut actions = vec![];
         for s in order(desired) {
             match self.get(&s.name) {
-                None => actions.push(Action { kind: Kind::Create, spec: s.clone(), current: None }),
+                None => actions.push(Action {
+                    kind: Kind::Create,
+                    spec: s.clone(),
+                    current: None,
+                }),
                 Some(cur) => {
-                    let d = self.plugin.diff(&resolve(&s, &self.state).unwrap_or(s.clone()), &Self::current_of(cur))?;
+                    let d = self.plugin.diff(
+                        &resolve(&s, &self.state).unwrap_or(s.clone()),
+                        &Self::current_of(cur),
+                    )?;
                     let kind = if d.needs_replace || d.changes.iter().any(|c| c.force_new) {
                         Some(Kind::Replace)
                     } else if d.needs_update {
@@ -375,15 +518,28 @@ impl<'p> Wfctl<'p> {
                         None
                     };
                     if let Some(kind) = kind {
-                        actions.push(Action { kind, spec: s.clone(), current: Some(cur.clone()) });
+                        actions.push(Action {
+                            kind,
+                            spec: s.clone(),
+                            current: Some(cur.clone()),
+                        });
                     }
                 }
             }
         }
         let names: BTreeSet<&str> = desired.iter().map(|s| s.name.as_str()).collect();
-        for r in self.state.iter().rev().filter(|r| !names.contains(r.name.as_str())) {
+        for r in self
+            .state
+            .iter()
+            .rev()
+            .filter(|r| !names.contains(r.name.as_str()))
+        {
             let sp = spec(&r.name, &r.rtype, r.config.clone());
-            actions.push(Action { kind: Kind::Delete, spec: sp, current: Some(r.clone()) });
+            actions.push(Action {
+                kind: Kind::Delete,
+                spec: sp,
+                current: Some(r.clone()),
+            });
         }
         Ok(actions)
     }
@@ -393,7 +549,12 @@ impl<'p> Wfctl<'p> {
         let blocked: Vec<&str> = actions
             .iter()
             .filter(|a| matches!(a.kind, Kind::Replace | Kind::Delete))
-            .filter(|a| config_of(&a.spec)["protected"] == json!(true) || a.current.as_ref().is_some_and(|c| c.config["protected"] == json!(true)))
+            .filter(|a| {
+                config_of(&a.spec)["protected"] == json!(true)
+                    || a.current
+                        .as_ref()
+                        .is_some_and(|c| c.config["protected"] == json!(true))
+            })
             .filter(|a| !allow.contains(&a.spec.name.as_str()))
             .map(|a| a.spec.name.as_str())
             .collect();
@@ -403,7 +564,11 @@ impl<'p> Wfctl<'p> {
             Err(format!(
                 "plan replaces or deletes protected resources: {}; re-run with {}",
                 blocked.join(", "),
-                blocked.iter().map(|b| format!("--allow-replace={b}")).collect::<Vec<_>>().join(" ")
+                blocked
+                    .iter()
+                    .map(|b| format!("--allow-replace={b}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ))
         }
     }
@@ -416,7 +581,9 @@ impl<'p> Wfctl<'p> {
                 Kind::Create => self.create(&a.spec),
                 Kind::Update => self.update(a),
                 Kind::Delete => self.delete(a.current.as_ref().unwrap()),
-                Kind::Replace => self.delete(a.current.as_ref().unwrap()).and_then(|_| self.create(&a.spec)),
+                Kind::Replace => self
+                    .delete(a.current.as_ref().unwrap())
+                    .and_then(|_| self.create(&a.spec)),
             };
             if let Err(e) = r {
                 errors.push((a.spec.name.clone(), e));
@@ -428,9 +595,15 @@ impl<'p> Wfctl<'p> {
     /// plan + gate + apply, panicking on any failure.
     #[track_caller]
     fn converge(&mut self, desired: &[pb::ResourceSpec]) -> Vec<Action> {
-        let plan = self.plan(desired).unwrap_or_else(|e| panic!("plan failed: {e:?}\n{}", self.plugin.stderr()));
+        let plan = self
+            .plan(desired)
+            .unwrap_or_else(|e| panic!("plan failed: {e:?}\n{}", self.plugin.stderr()));
         let errors = self.apply(&plan);
-        assert!(errors.is_empty(), "apply failed: {errors:?}\n{}", self.plugin.stderr());
+        assert!(
+            errors.is_empty(),
+            "apply failed: {errors:?}\n{}",
+            self.plugin.stderr()
+        );
         plan
     }
 
@@ -439,8 +612,18 @@ impl<'p> Wfctl<'p> {
     }
 
     fn save(&mut self, s: &pb::ResourceSpec, out: pb::ResourceOutput) {
-        assert!(!out.provider_id.is_empty(), "{}: provider_id must never be empty", s.name);
-        let rec = Record { name: s.name.clone(), rtype: s.r#type.clone(), provider_id: out.provider_id, outputs: js_of(&out.outputs_json), config: config_of(s) };
+        assert!(
+            !out.provider_id.is_empty(),
+            "{}: provider_id must never be empty",
+            s.name
+        );
+        let rec = Record {
+            name: s.name.clone(),
+            rtype: s.r#type.clone(),
+            provider_id: out.provider_id,
+            outputs: js_of(&out.outputs_json),
+            config: config_of(s),
+        };
         match self.state.iter_mut().find(|r| r.name == s.name) {
             Some(r) => *r = rec,
             None => self.state.push(rec),
@@ -458,7 +641,9 @@ impl<'p> Wfctl<'p> {
     fn update(&mut self, a: &Action) -> Result<(), Status> {
         let s = self.resolved(&a.spec)?;
         self.calls.push(format!("update {}", s.name));
-        let out = self.plugin.update(&Self::ref_of(a.current.as_ref().unwrap()), &s)?;
+        let out = self
+            .plugin
+            .update(&Self::ref_of(a.current.as_ref().unwrap()), &s)?;
         self.save(&s, out);
         Ok(())
     }
@@ -479,7 +664,11 @@ fn order(specs: &[pb::ResourceSpec]) -> Vec<pb::ResourceSpec> {
     while out.len() < specs.len() {
         let before = out.len();
         for s in specs {
-            if !done.contains(&s.name) && s.depends_on.iter().all(|d| done.contains(d) || !names.contains(d.as_str())) {
+            if !done.contains(&s.name)
+                && s.depends_on
+                    .iter()
+                    .all(|d| done.contains(d) || !names.contains(d.as_str()))
+            {
                 done.insert(s.name.clone());
                 out.push(s.clone());
             }
@@ -498,11 +687,24 @@ fn resolve(s: &pb::ResourceSpec, state: &[Record]) -> Result<pb::ResourceSpec, S
                 let mut rest = text.as_str();
                 while let Some(i) = rest.find("${") {
                     out.push_str(&rest[..i]);
-                    let end = rest[i..].find('}').ok_or_else(|| format!("unterminated reference in {text:?}"))? + i;
+                    let end = rest[i..]
+                        .find('}')
+                        .ok_or_else(|| format!("unterminated reference in {text:?}"))?
+                        + i;
                     let inner = &rest[i + 2..end];
-                    let (module, field) = inner.split_once('.').ok_or_else(|| format!("${{{inner}}} is not module.field"))?;
-                    let rec = state.iter().find(|r| r.name == module).ok_or_else(|| format!("${{{inner}}}: module {module} has no outputs yet"))?;
-                    let val = if field == "id" { Value::String(rec.provider_id.clone()) } else { rec.outputs.get(field).cloned().ok_or_else(|| format!("${{{inner}}}: {module} has no output {field}"))? };
+                    let (module, field) = inner
+                        .split_once('.')
+                        .ok_or_else(|| format!("${{{inner}}} is not module.field"))?;
+                    let rec = state.iter().find(|r| r.name == module).ok_or_else(|| {
+                        format!("${{{inner}}}: module {module} has no outputs yet")
+                    })?;
+                    let val = if field == "id" {
+                        Value::String(rec.provider_id.clone())
+                    } else {
+                        rec.outputs.get(field).cloned().ok_or_else(|| {
+                            format!("${{{inner}}}: {module} has no output {field}")
+                        })?
+                    };
                     match val {
                         Value::String(s) => out.push_str(&s),
                         other => out.push_str(&other.to_string()),
@@ -529,17 +731,27 @@ fn kinds(plan: &[Action]) -> Vec<(Kind, String)> {
 
 /// A plugin initialized for the eventbus provider, with the pilot applied on `nats`.
 fn applied_pilot<'p>(plugin: &'p Plugin, nats: &NatsServer) -> (Wfctl<'p>, Vec<pb::ResourceSpec>) {
-    plugin.initialize(json!({"provider": "eventbus"})).expect("initialize");
+    plugin
+        .initialize(json!({"provider": "eventbus"}))
+        .expect("initialize");
     let specs = pilot_specs(nats);
     let mut w = Wfctl::new(plugin);
     let plan = w.converge(&specs);
-    assert_eq!(plan.len(), 8, "the pilot is one broker, one stream, six consumers");
+    assert_eq!(
+        plan.len(),
+        8,
+        "the pilot is one broker, one stream, six consumers"
+    );
     assert!(plan.iter().all(|a| a.kind == Kind::Create));
     (w, specs)
 }
 
 fn consumer_created(js: &JetStream, name: &str) -> String {
-    js.consumer_info(STREAM, name).unwrap_or_else(|| panic!("consumer {name} missing"))["created"].as_str().unwrap().to_string()
+    js.consumer_info(STREAM, name)
+        .unwrap_or_else(|| panic!("consumer {name} missing"))["created"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -549,16 +761,35 @@ fn consumer_created(js: &JetStream, name: &str) -> String {
 fn handshake_health_registry_and_capabilities_as_wfctl_sees_them() {
     // What go-plugin and wfctl check before any resource call.
     let plugin = Plugin::start();
-    assert!(plugin.addr.starts_with("unix|"), "a unix socket is preferred: {}", plugin.addr);
+    assert!(
+        plugin.addr.starts_with("unix|"),
+        "a unix socket is preferred: {}",
+        plugin.addr
+    );
 
     // go-plugin's health check of service "plugin".
     let mut health = tonic_health::pb::health_client::HealthClient::new(plugin.channel.clone());
-    let h = plugin.block(health.check(tonic_health::pb::HealthCheckRequest { service: "plugin".into() })).expect("health check").into_inner();
-    assert_eq!(h.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    let h = plugin
+        .block(health.check(tonic_health::pb::HealthCheckRequest {
+            service: "plugin".into(),
+        }))
+        .expect("health check")
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     // The registry: one SERVICE/STRICT_PROTO descriptor per served IaC service, sorted.
-    let reg = plugin.block(PluginServiceClient::new(plugin.channel.clone()).get_contract_registry(())).expect("GetContractRegistry").into_inner();
-    let names: Vec<&str> = reg.contracts.iter().map(|c| c.service_name.as_str()).collect();
+    let reg = plugin
+        .block(PluginServiceClient::new(plugin.channel.clone()).get_contract_registry(()))
+        .expect("GetContractRegistry")
+        .into_inner();
+    let names: Vec<&str> = reg
+        .contracts
+        .iter()
+        .map(|c| c.service_name.as_str())
+        .collect();
     assert_eq!(
         names,
         [
@@ -569,26 +800,60 @@ fn handshake_health_registry_and_capabilities_as_wfctl_sees_them() {
             "workflow.plugin.external.iac.ResourceDriver",
         ]
     );
-    assert!(reg.contracts.iter().all(|c| c.kind == plugin_v1::ContractKind::Service as i32 && c.kind == 3 && c.mode == 3));
+    assert!(
+        reg.contracts
+            .iter()
+            .all(|c| c.kind == plugin_v1::ContractKind::Service as i32
+                && c.kind == 3
+                && c.mode == 3)
+    );
     let fds = reg.file_descriptor_set.expect("descriptor set");
-    assert!(fds.file.iter().any(|f| f.package() == "workflow.plugin.external.iac"));
+    assert!(
+        fds.file
+            .iter()
+            .any(|f| f.package() == "workflow.plugin.external.iac")
+    );
 
     // Other PluginService methods answer Unimplemented (wfctl then reads plugin.json).
     let mut raw = tonic::client::Grpc::new(plugin.channel.clone());
     let r: Result<tonic::Response<()>, Status> = plugin.block(async {
         raw.ready().await.unwrap();
-        raw.unary(tonic::Request::new(()), "/workflow.plugin.v1.PluginService/GetManifest".parse().unwrap(), tonic_prost::ProstCodec::default()).await
+        raw.unary(
+            tonic::Request::new(()),
+            "/workflow.plugin.v1.PluginService/GetManifest"
+                .parse()
+                .unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
     });
     assert_eq!(r.unwrap_err().code(), Code::Unimplemented);
 
-    plugin.initialize(json!({"provider": "eventbus"})).expect("initialize");
+    plugin
+        .initialize(json!({"provider": "eventbus"}))
+        .expect("initialize");
     let caps = plugin.capabilities().expect("capabilities");
-    assert_eq!(caps.compute_plan_version, "v2", "wfctl refuses anything but v2");
-    let types: BTreeSet<&str> = caps.capabilities.iter().map(|c| c.resource_type.as_str()).collect();
+    assert_eq!(
+        caps.compute_plan_version, "v2",
+        "wfctl refuses anything but v2"
+    );
+    let types: BTreeSet<&str> = caps
+        .capabilities
+        .iter()
+        .map(|c| c.resource_type.as_str())
+        .collect();
     assert_eq!(types, BTreeSet::from([T_BROKER, T_STREAM, T_CONSUMER]));
-    let name = plugin.block(plugin.provider().name(pb::NameRequest {})).unwrap().into_inner().name;
+    let name = plugin
+        .block(plugin.provider().name(pb::NameRequest {}))
+        .unwrap()
+        .into_inner()
+        .name;
     assert_eq!(name, "eventbus");
-    let version = plugin.block(plugin.provider().version(pb::VersionRequest {})).unwrap().into_inner().version;
+    let version = plugin
+        .block(plugin.provider().version(pb::VersionRequest {}))
+        .unwrap()
+        .into_inner()
+        .version;
     assert!(!version.is_empty());
     eprintln!(
         "plugin start -> handshake {:?}; start -> first Capabilities answered {:?}",
@@ -601,10 +866,20 @@ fn handshake_health_registry_and_capabilities_as_wfctl_sees_them() {
 fn initialize_refuses_another_provider_with_the_validation_sentinel() {
     // Config from Initialize is validated by the guest; the error keeps wfctl's sentinel.
     let plugin = Plugin::start();
-    let e = expect_err(plugin.initialize(json!({"provider": "digitalocean"})), Code::InvalidArgument, "iac: validation error");
+    let e = expect_err(
+        plugin.initialize(json!({"provider": "digitalocean"})),
+        Code::InvalidArgument,
+        "iac: validation error",
+    );
     assert!(e.message().contains("config.provider"), "{e:?}");
-    expect_err(plugin.initialize(json!(["not", "an", "object"])), Code::InvalidArgument, "iac: validation error");
-    plugin.initialize(json!({"provider": "eventbus", "allow_nats": ["nats://127.0.0.1:1"]})).expect("a valid config is accepted after a refused one");
+    expect_err(
+        plugin.initialize(json!(["not", "an", "object"])),
+        Code::InvalidArgument,
+        "iac: validation error",
+    );
+    plugin
+        .initialize(json!({"provider": "eventbus", "allow_nats": ["nats://127.0.0.1:1"]}))
+        .expect("a valid config is accepted after a refused one");
 }
 
 #[test]
@@ -614,25 +889,68 @@ fn resource_driver_routes_by_type_and_maps_errors_to_codes() {
     let plugin = Plugin::start();
     plugin.initialize(json!({"provider": "eventbus"})).unwrap();
     let mut s = spec("x", "", json!({}));
-    let req = pb::ResourceCreateRequest { resource_type: String::new(), spec: Some(s.clone()) };
-    expect_err(plugin.block(plugin.driver().create(req)), Code::InvalidArgument, "iac: validation error");
+    let req = pb::ResourceCreateRequest {
+        resource_type: String::new(),
+        spec: Some(s.clone()),
+    };
+    expect_err(
+        plugin.block(plugin.driver().create(req)),
+        Code::InvalidArgument,
+        "iac: validation error",
+    );
     s.r#type = "infra.database".into();
     expect_err(plugin.create(&s), Code::NotFound, "iac: resource not found");
-    let keys = plugin.block(plugin.driver().sensitive_keys(pb::SensitiveKeysRequest { resource_type: T_STREAM.into() })).unwrap().into_inner().keys;
+    let keys = plugin
+        .block(plugin.driver().sensitive_keys(pb::SensitiveKeysRequest {
+            resource_type: T_STREAM.into(),
+        }))
+        .unwrap()
+        .into_inner()
+        .keys;
     assert!(keys.is_empty());
-    expect_err(plugin.block(plugin.driver().sensitive_keys(pb::SensitiveKeysRequest { resource_type: "infra.vpc".into() })), Code::NotFound, "iac: resource not found");
-    let boot = plugin.block(plugin.provider().bootstrap_state_backend(pb::BootstrapStateBackendRequest { config_json: b"{}".to_vec() }));
+    expect_err(
+        plugin.block(plugin.driver().sensitive_keys(pb::SensitiveKeysRequest {
+            resource_type: "infra.vpc".into(),
+        })),
+        Code::NotFound,
+        "iac: resource not found",
+    );
+    let boot = plugin.block(plugin.provider().bootstrap_state_backend(
+        pb::BootstrapStateBackendRequest {
+            config_json: b"{}".to_vec(),
+        },
+    ));
     expect_err(boot, Code::Unimplemented, "unimplemented");
     // A stream before any broker is known: the guest's not-found text arrives intact.
-    let stream = spec(STREAM_MODULE, T_STREAM, json!({"name": STREAM, "subjects": ["bmw.>"]}));
-    expect_err(plugin.create(&stream), Code::NotFound, "iac: resource not found");
+    let stream = spec(
+        STREAM_MODULE,
+        T_STREAM,
+        json!({"name": STREAM, "subjects": ["bmw.>"]}),
+    );
+    expect_err(
+        plugin.create(&stream),
+        Code::NotFound,
+        "iac: resource not found",
+    );
     // A deploy target this release cannot provision: the guest's validation text, with its field.
-    let broker = spec(BROKER, T_BROKER, json!({"provider": "nats", "deploy_target": "kubernetes", "url": nats.url()}));
-    let e = expect_err(plugin.create(&broker), Code::InvalidArgument, "iac: validation error");
+    let broker = spec(
+        BROKER,
+        T_BROKER,
+        json!({"provider": "nats", "deploy_target": "kubernetes", "url": nats.url()}),
+    );
+    let e = expect_err(
+        plugin.create(&broker),
+        Code::InvalidArgument,
+        "iac: validation error",
+    );
     assert!(e.message().contains("deploy_target"), "{e:?}");
     // Validation errors name the resource and field.
     let bad = spec("s2", T_STREAM, json!({"subjects": []}));
-    let e = expect_err(plugin.create(&bad), Code::InvalidArgument, "iac: validation error");
+    let e = expect_err(
+        plugin.create(&bad),
+        Code::InvalidArgument,
+        "iac: validation error",
+    );
     assert!(e.message().contains("s2"), "{e:?}");
 }
 
@@ -652,11 +970,23 @@ fn pilot_applies_action_by_action_replans_empty_and_destroys_dependents_first() 
 
     // Outputs carry everything Diff compares: a second plan against state is empty.
     let again = w.plan(&specs).expect("replan");
-    assert!(again.is_empty(), "second plan should be empty: {:?}", kinds(&again));
+    assert!(
+        again.is_empty(),
+        "second plan should be empty: {:?}",
+        kinds(&again)
+    );
 
     // Status reports every resource running.
     let refs: Vec<pb::ResourceRef> = w.state.iter().map(Wfctl::ref_of).collect();
-    let st = plugin.block(plugin.provider().status(pb::StatusRequest { refs: refs.clone() })).unwrap().into_inner().statuses;
+    let st = plugin
+        .block(
+            plugin
+                .provider()
+                .status(pb::StatusRequest { refs: refs.clone() }),
+        )
+        .unwrap()
+        .into_inner()
+        .statuses;
     assert_eq!(st.len(), 8);
     assert!(st.iter().all(|s| s.status == "running"), "{st:?}");
 
@@ -669,20 +999,40 @@ fn pilot_applies_action_by_action_replans_empty_and_destroys_dependents_first() 
     assert_eq!(res.destroyed.len(), 8);
     let pos = |n: &str| res.destroyed.iter().position(|d| d == n).unwrap();
     for r in refs.iter().filter(|r| r.r#type == T_CONSUMER) {
-        assert!(pos(&r.name) < pos(STREAM_MODULE), "consumer {} after the stream: {:?}", r.name, res.destroyed);
+        assert!(
+            pos(&r.name) < pos(STREAM_MODULE),
+            "consumer {} after the stream: {:?}",
+            r.name,
+            res.destroyed
+        );
     }
     assert!(pos(STREAM_MODULE) < pos(BROKER), "{:?}", res.destroyed);
-    assert!(js.stream_names().is_empty(), "the stream is gone from the server");
+    assert!(
+        js.stream_names().is_empty(),
+        "the stream is gone from the server"
+    );
 
     // FinalizeApply answers OK with no errors.
-    let fin = plugin.block(IaCProviderFinalizerClient::new(plugin.channel.clone()).finalize_apply(pb::FinalizeApplyRequest { plan_id: "p1".into() })).unwrap().into_inner();
+    let fin = plugin
+        .block(
+            IaCProviderFinalizerClient::new(plugin.channel.clone()).finalize_apply(
+                pb::FinalizeApplyRequest {
+                    plan_id: "p1".into(),
+                },
+            ),
+        )
+        .unwrap()
+        .into_inner();
     assert!(fin.errors.is_empty());
 
     // Shutdown: the process exits at once, cleanly, and removes its socket.
     let socket = PathBuf::from(plugin.addr.trim_start_matches("unix|"));
     let (took, code) = plugin.shutdown();
     assert_eq!(code, Some(0));
-    assert!(took < Duration::from_secs(2), "exit took {took:?}; go-plugin kills after 2 s");
+    assert!(
+        took < Duration::from_secs(2),
+        "exit took {took:?}; go-plugin kills after 2 s"
+    );
     assert!(!socket.exists(), "socket {} left behind", socket.display());
 }
 
@@ -695,16 +1045,39 @@ fn drift_detection_reports_ghosts_and_config_changes() {
     let (w, specs) = applied_pilot(&plugin, &nats);
     js.delete_consumer(STREAM, "audit-log");
     js.update_stream(STREAM, |c| c["max_msgs"] = json!(1000));
-    let refs: Vec<pb::ResourceRef> = w.state.iter().filter(|r| r.rtype != T_BROKER).map(Wfctl::ref_of).collect();
+    let refs: Vec<pb::ResourceRef> = w
+        .state
+        .iter()
+        .filter(|r| r.rtype != T_BROKER)
+        .map(Wfctl::ref_of)
+        .collect();
     let specs_map = specs.iter().map(|s| (s.name.clone(), s.clone())).collect();
     let mut client = IaCProviderDriftDetectorClient::new(plugin.channel.clone());
-    let drifts = plugin.block(client.detect_drift_with_specs(pb::DetectDriftWithSpecsRequest { refs, specs: specs_map })).unwrap().into_inner().drifts;
-    let class = |n: &str| drifts.iter().find(|d| d.name == n).map(|d| d.class).unwrap();
+    let drifts = plugin
+        .block(
+            client.detect_drift_with_specs(pb::DetectDriftWithSpecsRequest {
+                refs,
+                specs: specs_map,
+            }),
+        )
+        .unwrap()
+        .into_inner()
+        .drifts;
+    let class = |n: &str| {
+        drifts
+            .iter()
+            .find(|d| d.name == n)
+            .map(|d| d.class)
+            .unwrap()
+    };
     assert_eq!(class("bmw-audit-log"), pb::DriftClass::Ghost as i32);
     assert_eq!(class(STREAM_MODULE), pb::DriftClass::Config as i32);
     assert_eq!(class("bmw-orders-intake"), pb::DriftClass::InSync as i32);
     let stream_drift = drifts.iter().find(|d| d.name == STREAM_MODULE).unwrap();
-    assert!(stream_drift.drifted && stream_drift.fields.iter().any(|f| f == "max_msgs"), "{stream_drift:?}");
+    assert!(
+        stream_drift.drifted && stream_drift.fields.iter().any(|f| f == "max_msgs"),
+        "{stream_drift:?}"
+    );
 }
 
 #[test]
@@ -715,17 +1088,41 @@ fn a_guest_timeout_fails_one_call_and_the_next_call_gets_a_fresh_instance() {
     let silent_url = format!("nats://{}", silent.local_addr().unwrap());
     let plugin = Plugin::start_with(&[("EVENTBUS_CALL_TIMEOUT", "1")]);
     plugin.initialize(json!({"provider": "eventbus"})).unwrap();
-    let stuck = spec("stuck", T_BROKER, json!({"provider": "nats", "deploy_target": "self_hosted", "url": silent_url}));
+    let stuck = spec(
+        "stuck",
+        T_BROKER,
+        json!({"provider": "nats", "deploy_target": "self_hosted", "url": silent_url}),
+    );
     let started = Instant::now();
     let e = plugin.create(&stuck).unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(10), "the call was not cut off: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the call was not cut off: {:?}",
+        started.elapsed()
+    );
     assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
     assert!(e.message().contains("exceeded"), "{e:?}");
     // The process still serves, with a fresh instance.
-    assert_eq!(plugin.capabilities().expect("capabilities after a timeout").compute_plan_version, "v2");
-    let broker = spec(BROKER, T_BROKER, json!({"provider": "nats", "deploy_target": "self_hosted", "url": nats.url()}));
-    plugin.create(&broker).expect("a broker create after the timeout");
-    assert!(plugin.stderr().contains("replacing a component instance"), "{}", plugin.stderr());
+    assert_eq!(
+        plugin
+            .capabilities()
+            .expect("capabilities after a timeout")
+            .compute_plan_version,
+        "v2"
+    );
+    let broker = spec(
+        BROKER,
+        T_BROKER,
+        json!({"provider": "nats", "deploy_target": "self_hosted", "url": nats.url()}),
+    );
+    plugin
+        .create(&broker)
+        .expect("a broker create after the timeout");
+    assert!(
+        plugin.stderr().contains("replacing a component instance"),
+        "{}",
+        plugin.stderr()
+    );
     drop(silent);
 }
 
@@ -739,9 +1136,22 @@ struct TokenServer {
 impl TokenServer {
     fn start(token: &str) -> TokenServer {
         let dir = TempDir::new("nats-token");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(eventbus_tests::nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "--auth", token, "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-js",
+                "--auth",
+                token,
+                "-sd",
+            ])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -752,7 +1162,11 @@ impl TokenServer {
             assert!(Instant::now() < deadline, "token nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        TokenServer { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
+        TokenServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        }
     }
 }
 
@@ -770,19 +1184,44 @@ fn credentials_from_wfctl_stay_in_the_host() {
     let server = TokenServer::start("s3cret-token-42");
     let plugin = Plugin::start();
     plugin.initialize(json!({"provider": "eventbus"})).unwrap();
-    let broker = spec(BROKER, T_BROKER, json!({"provider": "nats", "deploy_target": "self_hosted", "url": server.url, "credentials": {"token": "s3cret-token-42"}}));
-    let out = plugin.create(&broker).unwrap_or_else(|e| panic!("{e:?}\n{}", plugin.stderr()));
+    let broker = spec(
+        BROKER,
+        T_BROKER,
+        json!({"provider": "nats", "deploy_target": "self_hosted", "url": server.url, "credentials": {"token": "s3cret-token-42"}}),
+    );
+    let out = plugin
+        .create(&broker)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", plugin.stderr()));
     let outputs = String::from_utf8(out.outputs_json.clone()).unwrap();
-    assert!(!outputs.contains("s3cret-token-42"), "the token leaked into outputs: {outputs}");
-    assert!(outputs.contains("{{secret:bmw-eventbus/credentials.token}}"), "{outputs}");
-    let stream = spec(STREAM_MODULE, T_STREAM, json!({"name": STREAM, "subjects": ["bmw.>"], "broker_ref": BROKER}));
-    plugin.create(&stream).expect("the stream opens the broker by name with the host-held token");
+    assert!(
+        !outputs.contains("s3cret-token-42"),
+        "the token leaked into outputs: {outputs}"
+    );
+    assert!(
+        outputs.contains("{{secret:bmw-eventbus/credentials.token}}"),
+        "{outputs}"
+    );
+    let stream = spec(
+        STREAM_MODULE,
+        T_STREAM,
+        json!({"name": STREAM, "subjects": ["bmw.>"], "broker_ref": BROKER}),
+    );
+    plugin
+        .create(&stream)
+        .expect("the stream opens the broker by name with the host-held token");
 
-    let wrong = spec("other", T_BROKER, json!({"provider": "nats", "deploy_target": "self_hosted", "url": server.url, "credentials": {"token": "wrong-token-99"}}));
+    let wrong = spec(
+        "other",
+        T_BROKER,
+        json!({"provider": "nats", "deploy_target": "self_hosted", "url": server.url, "credentials": {"token": "wrong-token-99"}}),
+    );
     let e = plugin.create(&wrong).unwrap_err();
     assert!(!e.message().contains("wrong-token-99"), "{e:?}");
     assert!(e.message().contains("iac: "), "{e:?}");
-    assert!(!plugin.stderr().contains("s3cret-token-42"), "the token reached the log");
+    assert!(
+        !plugin.stderr().contains("s3cret-token-42"),
+        "the token reached the log"
+    );
 }
 
 #[test]
@@ -796,8 +1235,15 @@ fn startup_time_with_a_cold_and_a_warm_component_cache() {
         plugin.initialize(json!({"provider": "eventbus"})).unwrap();
         assert_eq!(plugin.capabilities().unwrap().compute_plan_version, "v2");
         let total = plugin.started.elapsed();
-        let source = if plugin.stderr().contains("source=Cached") { "cached" } else { "compiled" };
-        eprintln!("{label} cache: handshake after {:?}, first Capabilities after {total:?} (component {source})", plugin.handshake_after);
+        let source = if plugin.stderr().contains("source=Cached") {
+            "cached"
+        } else {
+            "compiled"
+        };
+        eprintln!(
+            "{label} cache: handshake after {:?}, first Capabilities after {total:?} (component {source})",
+            plugin.handshake_after
+        );
         times.push((source, total));
     }
     assert_eq!(times[0].0, "compiled");
@@ -813,7 +1259,10 @@ fn packaged_directory_loads_the_way_wfctl_loads_it() {
     let plugins = TempDir::new("plugin-dir");
     let wasm = std::env::var_os("EVENTBUS_COMPONENT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| eventbus_tests::workspace_root().join("target/wasm32-wasip2/release/eventbus_guest.wasm"));
+        .unwrap_or_else(|| {
+            eventbus_tests::workspace_root()
+                .join("target/wasm32-wasip2/release/eventbus_guest.wasm")
+        });
     let out = Command::new(eventbus_tests::workspace_root().join("scripts/package.sh"))
         .arg("debug")
         .env("DIST_DIR", plugins.path())
@@ -822,42 +1271,88 @@ fn packaged_directory_loads_the_way_wfctl_loads_it() {
         .env("SKIP_TARBALL", "1")
         .output()
         .expect("run scripts/package.sh");
-    assert!(out.status.success(), "package.sh failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "package.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // wfctl's findIaCPluginDir: capabilities.iacProvider.name == the iac.provider module's provider.
     let found: Vec<PathBuf> = std::fs::read_dir(plugins.path())
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|d| {
-            std::fs::read_to_string(d.join("plugin.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).is_some_and(|m| m["capabilities"]["iacProvider"]["name"] == "eventbus")
+            std::fs::read_to_string(d.join("plugin.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .is_some_and(|m| m["capabilities"]["iacProvider"]["name"] == "eventbus")
         })
         .collect();
-    assert_eq!(found.len(), 1, "exactly one plugin serves provider eventbus: {found:?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "exactly one plugin serves provider eventbus: {found:?}"
+    );
     let dir = &found[0];
     let name = dir.file_name().unwrap().to_str().unwrap().to_string();
     assert_eq!(name, "workflow-plugin-eventbus");
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("plugin.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plugin.json")).unwrap()).unwrap();
     assert_eq!(manifest["name"], name);
     assert_eq!(manifest["type"], "external");
     assert_eq!(manifest["iacProvider"]["computePlanVersion"], "v2");
-    let types: Vec<&str> = manifest["capabilities"]["iacProvider"]["resourceTypes"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let types: Vec<&str> = manifest["capabilities"]["iacProvider"]["resourceTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     assert_eq!(types, [T_BROKER, T_CONSUMER, T_STREAM]);
     for t in &types {
-        assert!(manifest["capabilities"]["moduleTypes"].as_array().unwrap().contains(&json!(t)));
-        assert!(manifest["capabilities"]["iacProvider"]["configSchema"][t]["properties"].is_object(), "schema of {t}");
+        assert!(
+            manifest["capabilities"]["moduleTypes"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(t))
+        );
+        assert!(
+            manifest["capabilities"]["iacProvider"]["configSchema"][t]["properties"].is_object(),
+            "schema of {t}"
+        );
     }
 
     let bin = dir.join(&name);
     let plugin = Plugin::launch(&bin, plugins, &[], &["EVENTBUS_COMPONENT"]);
     // `wfctl plugin verify-capabilities`: iacServices must equal the runtime registry.
-    let reg = plugin.block(PluginServiceClient::new(plugin.channel.clone()).get_contract_registry(())).unwrap().into_inner();
-    let served: Vec<Value> = reg.contracts.iter().map(|c| json!(c.service_name)).collect();
+    let reg = plugin
+        .block(PluginServiceClient::new(plugin.channel.clone()).get_contract_registry(()))
+        .unwrap()
+        .into_inner();
+    let served: Vec<Value> = reg
+        .contracts
+        .iter()
+        .map(|c| json!(c.service_name))
+        .collect();
     assert_eq!(manifest["iacServices"].as_array().unwrap(), &served);
     plugin.initialize(json!({"provider": "eventbus"})).unwrap();
     assert_eq!(plugin.capabilities().unwrap().compute_plan_version, "v2");
-    let broker = spec(BROKER, T_BROKER, json!({"provider": "nats", "deploy_target": "self_hosted", "url": nats.url()}));
-    plugin.create(&broker).unwrap_or_else(|e| panic!("{e:?}\n{}", plugin.stderr()));
-    assert!(plugin.stderr().contains(&format!("component={}", dir.join("eventbus_guest.wasm").display())), "the component beside the binary is used:\n{}", plugin.stderr());
+    let broker = spec(
+        BROKER,
+        T_BROKER,
+        json!({"provider": "nats", "deploy_target": "self_hosted", "url": nats.url()}),
+    );
+    plugin
+        .create(&broker)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", plugin.stderr()));
+    assert!(
+        plugin.stderr().contains(&format!(
+            "component={}",
+            dir.join("eventbus_guest.wasm").display()
+        )),
+        "the component beside the binary is used:\n{}",
+        plugin.stderr()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -878,18 +1373,38 @@ mod conformance {
         plugin.initialize(json!({"provider": "eventbus"})).unwrap();
         let pilot = pilot_specs(&nats);
         // Control: the pilot alone plans, broker first.
-        let ok = plugin.plan_rpc(pilot.clone(), vec![]).expect("the pilot plans");
+        let ok = plugin
+            .plan_rpc(pilot.clone(), vec![])
+            .expect("the pilot plans");
         assert_eq!(ok.actions.len(), 8);
         assert_eq!(ok.actions[0].action, "create");
         assert_eq!(ok.actions[0].resource.as_ref().unwrap().name, BROKER);
 
         let mut bad = pilot.clone();
         bad.push(spec("bmw-orders-audit", T_STREAM, json!({"iac_provider": "eventbus", "name": "ORDERS_AUDIT", "subjects": ["bmw.orders.>"]})));
-        bad.push(spec("bmw-ghost-consumer", T_CONSUMER, json!({"iac_provider": "eventbus", "name": "ghost", "stream_name": "NO_SUCH_STREAM"})));
-        let e = expect_err(plugin.plan_rpc(bad, vec![]), Code::InvalidArgument, "iac: validation error");
-        assert!(e.message().contains("bmw-orders-audit") && e.message().contains("config.subjects"), "{e:?}");
-        assert!(e.message().contains("bmw-ghost-consumer") && e.message().contains("config.stream_name"), "{e:?}");
-        assert!(js.stream_names().is_empty(), "a refused plan touched the server");
+        bad.push(spec(
+            "bmw-ghost-consumer",
+            T_CONSUMER,
+            json!({"iac_provider": "eventbus", "name": "ghost", "stream_name": "NO_SUCH_STREAM"}),
+        ));
+        let e = expect_err(
+            plugin.plan_rpc(bad, vec![]),
+            Code::InvalidArgument,
+            "iac: validation error",
+        );
+        assert!(
+            e.message().contains("bmw-orders-audit") && e.message().contains("config.subjects"),
+            "{e:?}"
+        );
+        assert!(
+            e.message().contains("bmw-ghost-consumer")
+                && e.message().contains("config.stream_name"),
+            "{e:?}"
+        );
+        assert!(
+            js.stream_names().is_empty(),
+            "a refused plan touched the server"
+        );
     }
 
     #[test]
@@ -903,13 +1418,27 @@ mod conformance {
         specs.retain(|s| s.name != "bmw-audit-log");
         w.calls.clear();
         let plan = w.converge(&specs);
-        assert_eq!(kinds(&plan), vec![(Kind::Delete, "bmw-audit-log".to_string())]);
+        assert_eq!(
+            kinds(&plan),
+            vec![(Kind::Delete, "bmw-audit-log".to_string())]
+        );
         assert_eq!(w.calls, vec!["delete bmw-audit-log"]);
-        assert!(js.consumer_info(STREAM, "audit-log").is_none(), "the consumer is still on the server");
+        assert!(
+            js.consumer_info(STREAM, "audit-log").is_none(),
+            "the consumer is still on the server"
+        );
         assert_eq!(js.consumer_names(STREAM).len(), 5);
         assert!(w.get("bmw-audit-log").is_none());
-        let gone = pb::ResourceRef { name: "bmw-audit-log".into(), r#type: T_CONSUMER.into(), provider_id: format!("{BROKER}/{STREAM}/audit-log") };
-        expect_err(plugin.read(&gone), Code::NotFound, "iac: resource not found");
+        let gone = pb::ResourceRef {
+            name: "bmw-audit-log".into(),
+            r#type: T_CONSUMER.into(),
+            provider_id: format!("{BROKER}/{STREAM}/audit-log"),
+        };
+        expect_err(
+            plugin.read(&gone),
+            Code::NotFound,
+            "iac: resource not found",
+        );
     }
 
     #[test]
@@ -923,26 +1452,46 @@ mod conformance {
             c["max_deliver"] = json!(7);
             c["deliver_policy"] = json!("last");
         });
-        let desired = specs.iter().find(|s| s.name == "bmw-orders-intake").unwrap();
+        let desired = specs
+            .iter()
+            .find(|s| s.name == "bmw-orders-intake")
+            .unwrap();
         let mut current = Wfctl::current_of(w.record("bmw-orders-intake"));
         let mut outputs = js_of(&current.outputs_json);
-        outputs["conformance_extra"] = json!({"string": "hello", "int_42": 42, "float_pi": 3.14, "bool_true": true, "bool_false": false, "null": null, "list": ["a", "b", 7], "nested": {"k": "v", "n": 99}});
+        outputs["conformance_extra"] = json!({"string": "hello", "int_42": 42, "float": 2.5, "bool_true": true, "bool_false": false, "null": null, "list": ["a", "b", 7], "nested": {"k": "v", "n": 99}});
         current.outputs_json = outputs.to_string().into_bytes();
         current.sensitive.insert("conformance_extra".into(), false);
         current.status = "running".into();
         let d = plugin.diff(desired, &current).expect("diff");
         assert!(d.needs_update && d.needs_replace, "{d:?}");
         assert!(d.changes.iter().all(|c| !c.path.is_empty()));
-        let change = |p: &str| d.changes.iter().find(|c| c.path == p).unwrap_or_else(|| panic!("no change at {p}: {d:?}"));
+        let change = |p: &str| {
+            d.changes
+                .iter()
+                .find(|c| c.path == p)
+                .unwrap_or_else(|| panic!("no change at {p}: {d:?}"))
+        };
         let md = change("max_deliver");
-        assert_eq!((js_of(&md.old_json), js_of(&md.new_json), md.force_new), (json!(5), json!(7), false));
+        assert_eq!(
+            (js_of(&md.old_json), js_of(&md.new_json), md.force_new),
+            (json!(5), json!(7), false)
+        );
         let dp = change("deliver_policy");
-        assert_eq!((js_of(&dp.old_json), js_of(&dp.new_json), dp.force_new), (json!("all"), json!("last"), true));
+        assert_eq!(
+            (js_of(&dp.old_json), js_of(&dp.new_json), dp.force_new),
+            (json!("all"), json!("last"), true)
+        );
         assert_eq!(d.changes.len(), 2, "only what changed: {d:?}");
         // Unchanged spec against the same decorated outputs: no changes.
-        let same = pilot_specs(&nats).into_iter().find(|s| s.name == "bmw-orders-intake").unwrap();
+        let same = pilot_specs(&nats)
+            .into_iter()
+            .find(|s| s.name == "bmw-orders-intake")
+            .unwrap();
         let d = plugin.diff(&same, &current).unwrap();
-        assert!(!d.needs_update && !d.needs_replace && d.changes.is_empty(), "{d:?}");
+        assert!(
+            !d.needs_update && !d.needs_replace && d.changes.is_empty(),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -954,7 +1503,10 @@ mod conformance {
         let js = JetStream::connect(nats.url());
         let plugin = Plugin::start();
         plugin.initialize(json!({"provider": "eventbus"})).unwrap();
-        let mut specs: Vec<pb::ResourceSpec> = pilot_specs(&nats).into_iter().filter(|s| s.r#type != T_CONSUMER).collect();
+        let mut specs: Vec<pb::ResourceSpec> = pilot_specs(&nats)
+            .into_iter()
+            .filter(|s| s.r#type != T_CONSUMER)
+            .collect();
         specs.push(spec(
             "bmw-resolved",
             T_CONSUMER,
@@ -963,14 +1515,26 @@ mod conformance {
         let mut w = Wfctl::new(&plugin);
         w.converge(&specs);
         let cfg = js.consumer_config(STREAM, "resolved");
-        assert_eq!(cfg["description"], json!(format!("on {} as {BROKER}/{STREAM}", nats.url())));
+        assert_eq!(
+            cfg["description"],
+            json!(format!("on {} as {BROKER}/{STREAM}", nats.url()))
+        );
         assert_eq!(w.record("bmw-resolved").outputs["stream_name"], STREAM);
         // An unresolvable reference fails that action only, before any driver call.
         let mut w2 = Wfctl::new(&plugin);
         w2.state = w.state.clone();
-        let broken = spec("bmw-broken", T_CONSUMER, json!({"iac_provider": "eventbus", "name": "broken", "stream_name": "${missing-module.name}"}));
+        let broken = spec(
+            "bmw-broken",
+            T_CONSUMER,
+            json!({"iac_provider": "eventbus", "name": "broken", "stream_name": "${missing-module.name}"}),
+        );
         let plan = w2.plan(&[broken]).unwrap();
-        let errors = w2.apply(&plan.into_iter().filter(|a| a.kind == Kind::Create).collect::<Vec<_>>());
+        let errors = w2.apply(
+            &plan
+                .into_iter()
+                .filter(|a| a.kind == Kind::Create)
+                .collect::<Vec<_>>(),
+        );
         assert_eq!(errors.len(), 1);
         assert!(js.consumer_info(STREAM, "broken").is_none());
     }
@@ -985,14 +1549,33 @@ mod conformance {
         let (mut w, mut specs) = applied_pilot(&plugin, &nats);
         let before = consumer_created(&js, "orders-intake");
         let pid_before = w.record("bmw-orders-intake").provider_id.clone();
-        edit(&mut specs, "bmw-orders-intake", |c| c["deliver_policy"] = json!("new"));
+        edit(&mut specs, "bmw-orders-intake", |c| {
+            c["deliver_policy"] = json!("new")
+        });
         w.calls.clear();
         let plan = w.converge(&specs);
-        assert_eq!(kinds(&plan), vec![(Kind::Replace, "bmw-orders-intake".to_string())]);
-        assert_eq!(w.calls, vec!["delete bmw-orders-intake", "create bmw-orders-intake"]);
-        assert_eq!(js.consumer_config(STREAM, "orders-intake")["deliver_policy"], "new");
-        assert_ne!(consumer_created(&js, "orders-intake"), before, "the consumer was not recreated");
-        assert_eq!(w.record("bmw-orders-intake").provider_id, pid_before, "provider_id is stable");
+        assert_eq!(
+            kinds(&plan),
+            vec![(Kind::Replace, "bmw-orders-intake".to_string())]
+        );
+        assert_eq!(
+            w.calls,
+            vec!["delete bmw-orders-intake", "create bmw-orders-intake"]
+        );
+        assert_eq!(
+            js.consumer_config(STREAM, "orders-intake")["deliver_policy"],
+            "new"
+        );
+        assert_ne!(
+            consumer_created(&js, "orders-intake"),
+            before,
+            "the consumer was not recreated"
+        );
+        assert_eq!(
+            w.record("bmw-orders-intake").provider_id,
+            pid_before,
+            "provider_id is stable"
+        );
         assert!(w.plan(&specs).unwrap().is_empty());
     }
 
@@ -1006,8 +1589,18 @@ mod conformance {
         for rec in w.state.iter().filter(|r| r.rtype != T_BROKER) {
             let first = plugin.read(&Wfctl::ref_of(rec)).expect("read");
             let second = plugin.read(&Wfctl::ref_of(rec)).expect("read again");
-            assert_eq!(js_of(&first.outputs_json), js_of(&second.outputs_json), "{}: read-after-read differs", rec.name);
-            assert_eq!(js_of(&first.outputs_json), rec.outputs, "{}: read-after-create differs", rec.name);
+            assert_eq!(
+                js_of(&first.outputs_json),
+                js_of(&second.outputs_json),
+                "{}: read-after-read differs",
+                rec.name
+            );
+            assert_eq!(
+                js_of(&first.outputs_json),
+                rec.outputs,
+                "{}: read-after-create differs",
+                rec.name
+            );
             assert_eq!(first.provider_id, rec.provider_id);
         }
     }
@@ -1020,7 +1613,11 @@ mod conformance {
         let (w, _) = applied_pilot(&plugin, &nats);
         let rec = w.record(BROKER);
         let read = plugin.read(&Wfctl::ref_of(rec)).expect("read");
-        assert_eq!(js_of(&read.outputs_json), rec.outputs, "broker read-after-create differs");
+        assert_eq!(
+            js_of(&read.outputs_json),
+            rec.outputs,
+            "broker read-after-create differs"
+        );
     }
 
     #[test]
@@ -1036,14 +1633,33 @@ mod conformance {
         js.update_stream(STREAM, |c| c["max_msgs"] = json!(1000));
         let live = plugin.read(&Wfctl::ref_of(&stale)).expect("read");
         let outputs = js_of(&live.outputs_json);
-        assert_eq!(outputs["subjects"], json!(["bmw.>"]), "the missing key is back: {outputs}");
-        assert_eq!(outputs["config"]["max_msgs"], json!(1000), "the live value is reported: {outputs}");
+        assert_eq!(
+            outputs["subjects"],
+            json!(["bmw.>"]),
+            "the missing key is back: {outputs}"
+        );
+        assert_eq!(
+            outputs["config"]["max_msgs"],
+            json!(1000),
+            "the live value is reported: {outputs}"
+        );
         let desired = specs.iter().find(|s| s.name == STREAM_MODULE).unwrap();
         let d = plugin.diff(desired, &live).unwrap();
         assert!(d.needs_update && !d.needs_replace, "{d:?}");
-        assert!(d.changes.iter().any(|c| c.path == "max_msgs" && js_of(&c.old_json) == json!(1000)), "{d:?}");
+        assert!(
+            d.changes
+                .iter()
+                .any(|c| c.path == "max_msgs" && js_of(&c.old_json) == json!(1000)),
+            "{d:?}"
+        );
         // Against the stale state the change is invisible: refreshing is what finds it.
-        assert!(plugin.diff(desired, &Wfctl::current_of(&stale)).unwrap().changes.is_empty());
+        assert!(
+            plugin
+                .diff(desired, &Wfctl::current_of(&stale))
+                .unwrap()
+                .changes
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1055,31 +1671,80 @@ mod conformance {
         let js = JetStream::connect(nats.url());
         let plugin = Plugin::start();
         let (mut w, mut specs) = applied_pilot(&plugin, &nats);
-        edit(&mut specs, "bmw-payment-capture", |c| c["max_deliver"] = json!(3));
+        edit(&mut specs, "bmw-payment-capture", |c| {
+            c["max_deliver"] = json!(3)
+        });
         let plan = w.plan(&specs).unwrap();
-        assert_eq!(kinds(&plan), vec![(Kind::Update, "bmw-payment-capture".to_string())]);
+        assert_eq!(
+            kinds(&plan),
+            vec![(Kind::Update, "bmw-payment-capture".to_string())]
+        );
         js.delete_consumer(STREAM, "payment-capture");
         let errors = w.apply(&plan);
         assert_eq!(errors.len(), 1, "{errors:?}");
         let e = &errors[0].1;
         assert_eq!(e.code(), Code::NotFound, "{e:?}");
-        assert!(e.message().contains("iac: resource not found") && e.message().contains("payment-capture"), "{e:?}");
-        assert!(e.message().contains("drift"), "the message says what to do: {e:?}");
-        assert!(w.get("bmw-payment-capture").is_some(), "a failed action keeps its record");
-        assert!(js.consumer_info(STREAM, "payment-capture").is_none(), "the stale update must not recreate it");
+        assert!(
+            e.message().contains("iac: resource not found")
+                && e.message().contains("payment-capture"),
+            "{e:?}"
+        );
+        assert!(
+            e.message().contains("drift"),
+            "the message says what to do: {e:?}"
+        );
+        assert!(
+            w.get("bmw-payment-capture").is_some(),
+            "a failed action keeps its record"
+        );
+        assert!(
+            js.consumer_info(STREAM, "payment-capture").is_none(),
+            "the stale update must not recreate it"
+        );
         let r = Wfctl::ref_of(w.record("bmw-payment-capture"));
         let mut client = IaCProviderDriftDetectorClient::new(plugin.channel.clone());
-        let drifts = plugin.block(client.detect_drift(pb::DetectDriftRequest { refs: vec![r.clone()] })).unwrap().into_inner().drifts;
+        let drifts = plugin
+            .block(client.detect_drift(pb::DetectDriftRequest {
+                refs: vec![r.clone()],
+            }))
+            .unwrap()
+            .into_inner()
+            .drifts;
         assert_eq!(drifts[0].class, pb::DriftClass::Ghost as i32);
-        let diag = plugin.block(plugin.driver().troubleshoot(pb::TroubleshootRequest { resource_type: T_CONSUMER.into(), r#ref: Some(r), failure_msg: e.message().into() })).unwrap().into_inner().diagnostics;
-        assert!(diag[0].detail.contains("iac: resource not found"), "{diag:?}");
+        let diag = plugin
+            .block(plugin.driver().troubleshoot(pb::TroubleshootRequest {
+                resource_type: T_CONSUMER.into(),
+                r#ref: Some(r),
+                failure_msg: e.message().into(),
+            }))
+            .unwrap()
+            .into_inner()
+            .diagnostics;
+        assert!(
+            diag[0].detail.contains("iac: resource not found"),
+            "{diag:?}"
+        );
     }
 
-    fn protected_pilot<'p>(plugin: &'p Plugin, nats: &NatsServer) -> (Wfctl<'p>, Vec<pb::ResourceSpec>) {
+    fn protected_pilot<'p>(
+        plugin: &'p Plugin,
+        nats: &NatsServer,
+    ) -> (Wfctl<'p>, Vec<pb::ResourceSpec>) {
         plugin.initialize(json!({"provider": "eventbus"})).unwrap();
-        let yaml = pilot_yaml().replace("  - name: bmw-orders-intake\n    type: infra.eventbus.consumer\n", "  - name: bmw-orders-intake\n    type: infra.eventbus.consumer\n    protected: true\n");
+        let yaml = pilot_yaml().replace(
+            "  - name: bmw-orders-intake\n    type: infra.eventbus.consumer\n",
+            "  - name: bmw-orders-intake\n    type: infra.eventbus.consumer\n    protected: true\n",
+        );
         let specs = specs_from_yaml(&yaml, nats.url());
-        assert_eq!(config_of(specs.iter().find(|s| s.name == "bmw-orders-intake").unwrap())["protected"], json!(true));
+        assert_eq!(
+            config_of(
+                specs
+                    .iter()
+                    .find(|s| s.name == "bmw-orders-intake")
+                    .unwrap()
+            )["protected"],
+            json!(true)
+        );
         let mut w = Wfctl::new(plugin);
         w.converge(&specs);
         (w, specs)
@@ -1093,18 +1758,32 @@ mod conformance {
         let js = JetStream::connect(nats.url());
         let plugin = Plugin::start();
         let (mut w, mut specs) = protected_pilot(&plugin, &nats);
-        assert!(w.plan(&specs).unwrap().is_empty(), "the protected flag alone is no change");
+        assert!(
+            w.plan(&specs).unwrap().is_empty(),
+            "the protected flag alone is no change"
+        );
         let before = consumer_created(&js, "orders-intake");
-        edit(&mut specs, "bmw-orders-intake", |c| c["ack_policy"] = json!("all"));
+        edit(&mut specs, "bmw-orders-intake", |c| {
+            c["ack_policy"] = json!("all")
+        });
         let plan = w.plan(&specs).unwrap();
-        assert_eq!(kinds(&plan), vec![(Kind::Replace, "bmw-orders-intake".to_string())]);
+        assert_eq!(
+            kinds(&plan),
+            vec![(Kind::Replace, "bmw-orders-intake".to_string())]
+        );
         let err = Wfctl::gate(&plan, &[]).unwrap_err();
         assert!(err.contains("--allow-replace=bmw-orders-intake"), "{err}");
         let err = Wfctl::gate(&plan, &["bmw-payment-capture"]).unwrap_err();
-        assert!(err.contains("bmw-orders-intake"), "another name must not unblock it: {err}");
+        assert!(
+            err.contains("bmw-orders-intake"),
+            "another name must not unblock it: {err}"
+        );
         // Refused: nothing applied.
         assert_eq!(consumer_created(&js, "orders-intake"), before);
-        assert_eq!(js.consumer_config(STREAM, "orders-intake")["ack_policy"], "explicit");
+        assert_eq!(
+            js.consumer_config(STREAM, "orders-intake")["ack_policy"],
+            "explicit"
+        );
         let _ = &mut w;
     }
 
@@ -1116,14 +1795,22 @@ mod conformance {
         let plugin = Plugin::start();
         let (mut w, mut specs) = protected_pilot(&plugin, &nats);
         let before = consumer_created(&js, "orders-intake");
-        edit(&mut specs, "bmw-orders-intake", |c| c["ack_policy"] = json!("all"));
+        edit(&mut specs, "bmw-orders-intake", |c| {
+            c["ack_policy"] = json!("all")
+        });
         let plan = w.plan(&specs).unwrap();
         Wfctl::gate(&plan, &["bmw-orders-intake"]).expect("allowed");
         let errors = w.apply(&plan);
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(js.consumer_config(STREAM, "orders-intake")["ack_policy"], "all");
+        assert_eq!(
+            js.consumer_config(STREAM, "orders-intake")["ack_policy"],
+            "all"
+        );
         assert_ne!(consumer_created(&js, "orders-intake"), before);
-        assert_eq!(w.record("bmw-orders-intake").config["protected"], json!(true));
+        assert_eq!(
+            w.record("bmw-orders-intake").config["protected"],
+            json!(true)
+        );
     }
 
     #[test]
@@ -1146,24 +1833,51 @@ mod conformance {
         w.converge(&specs);
         assert_eq!(js.consumer_names(STREAM).len(), 6);
         let stream_created = js.stream_info(STREAM).unwrap()["created"].clone();
-        edit(&mut specs, STREAM_MODULE, |c| c["storage"] = json!("memory"));
+        edit(&mut specs, STREAM_MODULE, |c| {
+            c["storage"] = json!("memory")
+        });
         let plan = w.plan(&specs).unwrap();
-        assert_eq!(kinds(&plan), vec![(Kind::Replace, STREAM_MODULE.to_string())]);
+        assert_eq!(
+            kinds(&plan),
+            vec![(Kind::Replace, STREAM_MODULE.to_string())]
+        );
         // wfctl's cascade: dependents of a replaced module are deleted first and recreated after.
         let dependents: Vec<Action> = specs
             .iter()
             .filter(|s| s.depends_on.iter().any(|d| d == STREAM_MODULE))
-            .map(|s| Action { kind: Kind::Create, spec: s.clone(), current: w.get(&s.name).cloned() })
+            .map(|s| Action {
+                kind: Kind::Create,
+                spec: s.clone(),
+                current: w.get(&s.name).cloned(),
+            })
             .collect();
-        let mut cascade: Vec<Action> = dependents.iter().rev().map(|a| Action { kind: Kind::Delete, ..a.clone() }).collect();
+        let mut cascade: Vec<Action> = dependents
+            .iter()
+            .rev()
+            .map(|a| Action {
+                kind: Kind::Delete,
+                ..a.clone()
+            })
+            .collect();
         cascade.extend(plan);
         cascade.extend(dependents);
         let errors = w.apply(&cascade);
         assert!(errors.is_empty(), "{errors:?}\n{}", plugin.stderr());
         assert_eq!(js.stream_config(STREAM)["storage"], "memory");
-        assert_ne!(js.stream_info(STREAM).unwrap()["created"], stream_created, "the stream was not replaced");
-        assert_eq!(js.consumer_names(STREAM).len(), 6, "every dependent consumer exists on the new stream");
-        assert!(w.plan(&specs).unwrap().is_empty(), "converged after the cascade");
+        assert_ne!(
+            js.stream_info(STREAM).unwrap()["created"],
+            stream_created,
+            "the stream was not replaced"
+        );
+        assert_eq!(
+            js.consumer_names(STREAM).len(),
+            6,
+            "every dependent consumer exists on the new stream"
+        );
+        assert!(
+            w.plan(&specs).unwrap().is_empty(),
+            "converged after the cascade"
+        );
     }
 
     #[test]
@@ -1180,15 +1894,39 @@ mod conformance {
         let plan = fresh.converge(&specs);
         assert_eq!(plan.len(), 8);
         for r in &w.state {
-            assert_eq!(fresh.record(&r.name).provider_id, r.provider_id, "{}", r.name);
+            assert_eq!(
+                fresh.record(&r.name).provider_id,
+                r.provider_id,
+                "{}",
+                r.name
+            );
         }
-        assert_eq!(consumer_created(&js, "orders-intake"), before, "an identical consumer is adopted, not recreated");
+        assert_eq!(
+            consumer_created(&js, "orders-intake"),
+            before,
+            "an identical consumer is adopted, not recreated"
+        );
 
         js.create_stream(&json!({"name": "OTHER", "subjects": ["other.>"], "max_msgs": 10}));
-        let other = spec("other-stream", T_STREAM, json!({"iac_provider": "eventbus", "name": "OTHER", "subjects": ["other.>"], "broker_ref": BROKER}));
-        let e = expect_err(plugin.create(&other), Code::AlreadyExists, "iac: resource already exists");
-        assert!(e.message().contains("max_msgs"), "the conflict names the field: {e:?}");
-        let adopt = spec("other-stream", T_STREAM, json!({"iac_provider": "eventbus", "name": "OTHER", "subjects": ["other.>"], "broker_ref": BROKER, "adopt_existing": true}));
+        let other = spec(
+            "other-stream",
+            T_STREAM,
+            json!({"iac_provider": "eventbus", "name": "OTHER", "subjects": ["other.>"], "broker_ref": BROKER}),
+        );
+        let e = expect_err(
+            plugin.create(&other),
+            Code::AlreadyExists,
+            "iac: resource already exists",
+        );
+        assert!(
+            e.message().contains("max_msgs"),
+            "the conflict names the field: {e:?}"
+        );
+        let adopt = spec(
+            "other-stream",
+            T_STREAM,
+            json!({"iac_provider": "eventbus", "name": "OTHER", "subjects": ["other.>"], "broker_ref": BROKER, "adopt_existing": true}),
+        );
         plugin.create(&adopt).expect("adopt_existing takes it over");
         assert_eq!(js.stream_config("OTHER")["max_msgs"], json!(-1));
     }

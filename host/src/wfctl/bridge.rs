@@ -24,7 +24,9 @@ pub struct Slot {
 impl Slot {
     /// The ready instance (always present once [`Bridge::guest`] returned the slot).
     pub fn get(&mut self) -> &mut Guest {
-        self.guest.as_mut().expect("Bridge::guest installs an instance")
+        self.guest
+            .as_mut()
+            .expect("Bridge::guest installs an instance")
     }
 }
 
@@ -47,7 +49,16 @@ impl Bridge {
             tracing::info!(component = %wasm.display(), source = ?rt.source, elapsed = ?rt.load_time, "component loaded");
             Ok(rt)
         });
-        Bridge { caps, loader: std::sync::Mutex::new(Some(handle)), runtime: OnceCell::new(), slot: Mutex::new(Slot { guest: None, config: None }), types: RwLock::new(vec![]) }
+        Bridge {
+            caps,
+            loader: std::sync::Mutex::new(Some(handle)),
+            runtime: OnceCell::new(),
+            slot: Mutex::new(Slot {
+                guest: None,
+                config: None,
+            }),
+            types: RwLock::new(vec![]),
+        }
     }
 
     async fn runtime(&self) -> Result<&Runtime, Status> {
@@ -65,7 +76,11 @@ impl Bridge {
                 }
             })
             .await;
-        r.as_ref().map_err(|e| Status::internal(format!("internal error: the eventbus plugin cannot start its component: {e}")))
+        r.as_ref().map_err(|e| {
+            Status::internal(format!(
+                "internal error: the eventbus plugin cannot start its component: {e}"
+            ))
+        })
     }
 
     /// The serialized instance: the current one if healthy, else a fresh one initialized with
@@ -78,7 +93,10 @@ impl Bridge {
                 tracing::warn!("replacing a component instance that trapped or timed out");
             }
             slot.guest = None;
-            let mut g = rt.instance().await.map_err(|e| Status::internal(format!("internal error: {e:#}")))?;
+            let mut g = rt
+                .instance()
+                .await
+                .map_err(|e| Status::internal(format!("internal error: {e:#}")))?;
             if let Some(cfg) = slot.config.clone() {
                 self.finish(g.initialize(&cfg).await)?;
             }
@@ -96,8 +114,16 @@ impl Bridge {
             match serde_json::from_str::<Value>(config_json) {
                 Ok(Value::Object(o)) => o,
                 Ok(Value::Null) => Map::new(),
-                Ok(_) => return Err(Status::invalid_argument("iac: validation error: config_json: the provider config must be a JSON object")),
-                Err(e) => return Err(Status::invalid_argument(format!("iac: validation error: config_json is not JSON: {e}"))),
+                Ok(_) => {
+                    return Err(Status::invalid_argument(
+                        "iac: validation error: config_json: the provider config must be a JSON object",
+                    ));
+                }
+                Err(e) => {
+                    return Err(Status::invalid_argument(format!(
+                        "iac: validation error: config_json is not JSON: {e}"
+                    )));
+                }
             }
         };
         self.swap_credentials("iac.provider", &mut cfg)?;
@@ -122,7 +148,9 @@ impl Bridge {
                 let text = self.caps.secrets.redact(&format!("{trap:#}"));
                 tracing::error!("{text}");
                 if text.contains("exceeded") {
-                    Err(Status::deadline_exceeded(format!("iac: transient error: {text}")))
+                    Err(Status::deadline_exceeded(format!(
+                        "iac: transient error: {text}"
+                    )))
                 } else {
                     Err(Status::internal(format!("internal error: {text}")))
                 }
@@ -136,8 +164,16 @@ impl Bridge {
             return Ok(t);
         }
         let mut slot = self.guest().await?;
-        let caps = slot.get().capabilities().await.map_err(|e| Status::internal(format!("internal error: {e:#}")))?;
-        let t: Vec<String> = caps.capabilities.into_iter().map(|c| c.resource_type).collect();
+        let caps = slot
+            .get()
+            .capabilities()
+            .await
+            .map_err(|e| Status::internal(format!("internal error: {e:#}")))?;
+        let t: Vec<String> = caps
+            .capabilities
+            .into_iter()
+            .map(|c| c.resource_type)
+            .collect();
         *self.types.write().expect("types") = t.clone();
         Ok(t)
     }
@@ -145,13 +181,18 @@ impl Bridge {
     /// ResourceDriver routing: an empty type is the caller's error, an unknown one is not found.
     pub async fn check_type(&self, rtype: &str) -> Result<(), Status> {
         if rtype.is_empty() {
-            return Err(Status::invalid_argument("iac: validation error: resource_type is required on every ResourceDriver call"));
+            return Err(Status::invalid_argument(
+                "iac: validation error: resource_type is required on every ResourceDriver call",
+            ));
         }
         let served = self.served_types().await?;
         if served.iter().any(|t| t == rtype) {
             Ok(())
         } else {
-            Err(Status::not_found(format!("iac: resource not found: no driver for resource type {rtype:?}: this provider serves {}", served.join(", "))))
+            Err(Status::not_found(format!(
+                "iac: resource not found: no driver for resource type {rtype:?}: this provider serves {}",
+                served.join(", ")
+            )))
         }
     }
 
@@ -168,8 +209,15 @@ impl Bridge {
             self.swap_credentials(&spec.name, &mut cfg)?;
             spec.config_json = Value::Object(cfg.clone()).to_string();
         }
-        if spec.resource_type == BROKER && cfg.get("deploy_target").and_then(Value::as_str) == Some("self_hosted") {
-            for u in cfg.get("url").or_else(|| cfg.get("urls")).map(url_list).unwrap_or_default() {
+        if spec.resource_type == BROKER
+            && cfg.get("deploy_target").and_then(Value::as_str) == Some("self_hosted")
+        {
+            for u in cfg
+                .get("url")
+                .or_else(|| cfg.get("urls"))
+                .map(url_list)
+                .unwrap_or_default()
+            {
                 self.caps.nats.grant(&u);
             }
         }
@@ -182,11 +230,11 @@ impl Bridge {
         if rtype != BROKER || name.is_empty() {
             return;
         }
-        if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(outputs_json) {
-            if v.get("urls").is_some() {
-                tracing::debug!(broker = name, "broker registered");
-                self.caps.nats.register_broker(name, &v);
-            }
+        if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(outputs_json)
+            && v.get("urls").is_some()
+        {
+            tracing::debug!(broker = name, "broker registered");
+            self.caps.nats.register_broker(name, &v);
         }
     }
 
@@ -200,9 +248,13 @@ impl Bridge {
     /// handles named `<owner>/credentials.<key>` (as the CLI names them, so outputs recorded
     /// by either resolve in the other). `secret://NAME` is looked up as the CLI does.
     fn swap_credentials(&self, owner: &str, cfg: &mut Map<String, Value>) -> Result<(), Status> {
-        let Some(Value::Object(creds)) = cfg.get_mut("credentials") else { return Ok(()) };
+        let Some(Value::Object(creds)) = cfg.get_mut("credentials") else {
+            return Ok(());
+        };
         for key in SECRET_KEYS {
-            let Some(Value::String(raw)) = creds.get(key).cloned() else { continue };
+            let Some(Value::String(raw)) = creds.get(key).cloned() else {
+                continue;
+            };
             let name = format!("{owner}/credentials.{key}");
             let handle = SecretStore::handle(&name);
             if raw == handle && self.caps.secrets.resolve(&handle).is_some() {
@@ -217,7 +269,10 @@ impl Bridge {
                 })?,
                 None => raw,
             };
-            creds.insert(key.to_string(), Value::String(self.caps.secrets.put(&name, value)));
+            creds.insert(
+                key.to_string(),
+                Value::String(self.caps.secrets.put(&name, value)),
+            );
         }
         Ok(())
     }
@@ -226,7 +281,10 @@ impl Bridge {
 fn url_list(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(|u| u.as_str().map(String::from)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|u| u.as_str().map(String::from))
+            .collect(),
         _ => vec![],
     }
 }
@@ -259,14 +317,43 @@ mod tests {
         // wfctl matches the text; the code is for everything else that reads gRPC statuses.
         let s = SecretStore::default();
         let cases = [
-            (wit::ProviderError::NotFound("iac: resource not found: x".into()), Code::NotFound, "iac: resource not found"),
-            (wit::ProviderError::AlreadyExists("iac: resource already exists: x".into()), Code::AlreadyExists, "iac: resource already exists"),
-            (wit::ProviderError::Transient("iac: transient error: x".into()), Code::Unavailable, "iac: transient error"),
-            (wit::ProviderError::Forbidden("iac: forbidden: x".into()), Code::PermissionDenied, "iac: forbidden"),
-            (wit::ProviderError::Unauthorized("iac: unauthorized: x".into()), Code::Unauthenticated, "iac: unauthorized"),
-            (wit::ProviderError::RateLimited("iac: rate limited: x".into()), Code::ResourceExhausted, "iac: rate limited"),
             (
-                wit::ProviderError::Validation(vec![wit::FieldDiagnostic { resource: "r".into(), path: "config.x".into(), message: "bad".into(), fix: "fix it".into() }]),
+                wit::ProviderError::NotFound("iac: resource not found: x".into()),
+                Code::NotFound,
+                "iac: resource not found",
+            ),
+            (
+                wit::ProviderError::AlreadyExists("iac: resource already exists: x".into()),
+                Code::AlreadyExists,
+                "iac: resource already exists",
+            ),
+            (
+                wit::ProviderError::Transient("iac: transient error: x".into()),
+                Code::Unavailable,
+                "iac: transient error",
+            ),
+            (
+                wit::ProviderError::Forbidden("iac: forbidden: x".into()),
+                Code::PermissionDenied,
+                "iac: forbidden",
+            ),
+            (
+                wit::ProviderError::Unauthorized("iac: unauthorized: x".into()),
+                Code::Unauthenticated,
+                "iac: unauthorized",
+            ),
+            (
+                wit::ProviderError::RateLimited("iac: rate limited: x".into()),
+                Code::ResourceExhausted,
+                "iac: rate limited",
+            ),
+            (
+                wit::ProviderError::Validation(vec![wit::FieldDiagnostic {
+                    resource: "r".into(),
+                    path: "config.x".into(),
+                    message: "bad".into(),
+                    fix: "fix it".into(),
+                }]),
                 Code::InvalidArgument,
                 "iac: validation error: resource `r`: config.x: bad (fix: fix it)",
             ),
@@ -282,7 +369,10 @@ mod tests {
     fn secret_values_never_appear_in_a_status_message() {
         let s = SecretStore::default();
         s.put("b/credentials.token", "hunter2-token".into());
-        let st = provider_status(&wit::ProviderError::Internal("internal error: auth hunter2-token refused".into()), &s);
+        let st = provider_status(
+            &wit::ProviderError::Internal("internal error: auth hunter2-token refused".into()),
+            &s,
+        );
         assert!(!st.message().contains("hunter2-token"));
     }
 }

@@ -8,23 +8,39 @@ use tonic::Status;
 
 /// JSON bytes from the wire as text for the guest. Not UTF-8 is the caller's mistake.
 pub fn text(bytes: &[u8], field: &str) -> Result<String, Status> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| Status::invalid_argument(format!("iac: validation error: {field} is not UTF-8 JSON")))
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        Status::invalid_argument(format!("iac: validation error: {field} is not UTF-8 JSON"))
+    })
 }
 
 fn ts_in(t: Option<prost_types::Timestamp>) -> Option<wit::Timestamp> {
-    t.map(|t| wit::Timestamp { seconds: t.seconds, nanos: t.nanos.clamp(0, 999_999_999) as u32 })
+    t.map(|t| wit::Timestamp {
+        seconds: t.seconds,
+        nanos: t.nanos.clamp(0, 999_999_999) as u32,
+    })
 }
 
 fn ts_out(t: Option<wit::Timestamp>) -> Option<prost_types::Timestamp> {
-    t.map(|t| prost_types::Timestamp { seconds: t.seconds, nanos: t.nanos.min(999_999_999) as i32 })
+    t.map(|t| prost_types::Timestamp {
+        seconds: t.seconds,
+        nanos: t.nanos.min(999_999_999) as i32,
+    })
 }
 
 pub fn hints_in(h: Option<pb::ResourceHints>) -> Option<wit::ResourceHints> {
-    h.map(|h| wit::ResourceHints { cpu: h.cpu, memory: h.memory, storage: h.storage })
+    h.map(|h| wit::ResourceHints {
+        cpu: h.cpu,
+        memory: h.memory,
+        storage: h.storage,
+    })
 }
 
 fn hints_out(h: Option<wit::ResourceHints>) -> Option<pb::ResourceHints> {
-    h.map(|h| pb::ResourceHints { cpu: h.cpu, memory: h.memory, storage: h.storage })
+    h.map(|h| pb::ResourceHints {
+        cpu: h.cpu,
+        memory: h.memory,
+        storage: h.storage,
+    })
 }
 
 pub fn spec_in(s: pb::ResourceSpec) -> Result<wit::ResourceSpec, Status> {
@@ -50,7 +66,11 @@ pub fn spec_out(s: wit::ResourceSpec) -> pb::ResourceSpec {
 }
 
 pub fn ref_in(r: pb::ResourceRef) -> wit::ResourceRef {
-    wit::ResourceRef { name: r.name, resource_type: r.r#type, provider_id: r.provider_id }
+    wit::ResourceRef {
+        name: r.name,
+        resource_type: r.r#type,
+        provider_id: r.provider_id,
+    }
 }
 
 pub fn output_in(o: pb::ResourceOutput) -> Result<wit::ResourceOutput, Status> {
@@ -117,11 +137,20 @@ pub fn state_out(s: wit::ResourceState) -> pb::ResourceState {
 
 /// `reason` has no field on wfctl's wire; it is dropped here.
 pub fn change_out(c: wit::FieldChange) -> pb::FieldChange {
-    pb::FieldChange { path: c.path, old_json: c.old_json.into_bytes(), new_json: c.new_json.into_bytes(), force_new: c.force_new }
+    pb::FieldChange {
+        path: c.path,
+        old_json: c.old_json.into_bytes(),
+        new_json: c.new_json.into_bytes(),
+        force_new: c.force_new,
+    }
 }
 
 pub fn diff_out(d: wit::DiffResult) -> pb::DiffResult {
-    pb::DiffResult { needs_update: d.needs_update, needs_replace: d.needs_replace, changes: d.changes.into_iter().map(change_out).collect() }
+    pb::DiffResult {
+        needs_update: d.needs_update,
+        needs_replace: d.needs_replace,
+        changes: d.changes.into_iter().map(change_out).collect(),
+    }
 }
 
 pub fn action_name(k: wit::ActionKind) -> &'static str {
@@ -160,7 +189,11 @@ pub fn capabilities_out(c: wit::ProviderCapabilities) -> pb::CapabilitiesRespons
         capabilities: c
             .capabilities
             .into_iter()
-            .map(|d| pb::IaCCapabilityDeclaration { resource_type: d.resource_type, tier: d.tier, operations: d.operations })
+            .map(|d| pb::IaCCapabilityDeclaration {
+                resource_type: d.resource_type,
+                tier: d.tier,
+                operations: d.operations,
+            })
             .collect(),
         canonical_keys: c.canonical_keys,
         compute_plan_version: c.compute_plan_version,
@@ -168,7 +201,13 @@ pub fn capabilities_out(c: wit::ProviderCapabilities) -> pb::CapabilitiesRespons
 }
 
 pub fn status_out(s: wit::ResourceStatus) -> pb::ResourceStatus {
-    pb::ResourceStatus { name: s.name, r#type: s.resource_type, provider_id: s.provider_id, status: s.status, outputs_json: s.outputs_json.into_bytes() }
+    pb::ResourceStatus {
+        name: s.name,
+        r#type: s.resource_type,
+        provider_id: s.provider_id,
+        status: s.status,
+        outputs_json: s.outputs_json.into_bytes(),
+    }
 }
 
 pub fn drift_out(d: wit::DriftResult) -> pb::DriftResult {
@@ -190,27 +229,48 @@ pub fn drift_out(d: wit::DriftResult) -> pb::DriftResult {
 }
 
 pub fn destroy_out(d: wit::DestroyResult) -> pb::DestroyResult {
-    pb::DestroyResult { destroyed: d.destroyed, errors: d.errors.into_iter().map(action_error_out).collect() }
+    pb::DestroyResult {
+        destroyed: d.destroyed,
+        errors: d.errors.into_iter().map(action_error_out).collect(),
+    }
 }
 
 pub fn action_error_out(e: wit::ActionError) -> pb::ActionError {
-    pb::ActionError { resource: e.resource, action: e.action, error: e.error }
+    pb::ActionError {
+        resource: e.resource,
+        action: e.action,
+        error: e.error,
+    }
 }
 
 pub fn sizing_out(s: wit::ProviderSizing) -> pb::ProviderSizing {
-    pb::ProviderSizing { instance_type: s.instance_type, specs_json: s.specs_json.into_bytes() }
+    pb::ProviderSizing {
+        instance_type: s.instance_type,
+        specs_json: s.specs_json.into_bytes(),
+    }
 }
 
 pub fn health_out(h: wit::HealthResult) -> pb::HealthResult {
-    pb::HealthResult { healthy: h.healthy, message: h.message }
+    pb::HealthResult {
+        healthy: h.healthy,
+        message: h.message,
+    }
 }
 
 pub fn diagnostic_out(d: wit::Diagnostic) -> pb::Diagnostic {
-    pb::Diagnostic { id: d.id, phase: d.phase, cause: d.cause, at: ts_out(d.at), detail: d.detail }
+    pb::Diagnostic {
+        id: d.id,
+        phase: d.phase,
+        cause: d.cause,
+        at: ts_out(d.at),
+        detail: d.detail,
+    }
 }
 
 /// `map<string, ResourceSpec>` keyed by resource name; a spec without a name takes its key.
-pub fn spec_map_in(specs: HashMap<String, pb::ResourceSpec>) -> Result<Vec<wit::ResourceSpec>, Status> {
+pub fn spec_map_in(
+    specs: HashMap<String, pb::ResourceSpec>,
+) -> Result<Vec<wit::ResourceSpec>, Status> {
     let mut out: Vec<wit::ResourceSpec> = specs
         .into_iter()
         .map(|(k, s)| {
@@ -237,7 +297,11 @@ mod tests {
             resource_type: "infra.eventbus.stream".into(),
             config_json: r#"{"name":"S"}"#.into(),
             size: "m".into(),
-            hints: Some(wit::ResourceHints { cpu: "1".into(), memory: "2Gi".into(), storage: "".into() }),
+            hints: Some(wit::ResourceHints {
+                cpu: "1".into(),
+                memory: "2Gi".into(),
+                storage: "".into(),
+            }),
             depends_on: vec!["b".into()],
         };
         let back = spec_in(spec_out(spec.clone())).unwrap();
@@ -254,9 +318,15 @@ mod tests {
             applied_config_source: "apply".into(),
             outputs_json: r#"{"a":1}"#.into(),
             dependencies: vec!["b".into()],
-            created_at: Some(wit::Timestamp { seconds: 5, nanos: 6 }),
+            created_at: Some(wit::Timestamp {
+                seconds: 5,
+                nanos: 6,
+            }),
             updated_at: None,
-            last_drift_check: Some(wit::Timestamp { seconds: 7, nanos: 0 }),
+            last_drift_check: Some(wit::Timestamp {
+                seconds: 7,
+                nanos: 0,
+            }),
         };
         let back = state_in(state_out(st.clone())).unwrap();
         assert_eq!(format!("{back:?}"), format!("{st:?}"));
@@ -265,15 +335,29 @@ mod tests {
     #[test]
     fn drift_classes_map_onto_the_wire_enum() {
         // A missed translation would make every class UNKNOWN on wfctl's side.
-        let d = |class| wit::DriftResult { name: "n".into(), resource_type: "t".into(), drifted: true, class, expected_json: "{}".into(), actual_json: "{}".into(), fields: vec![] };
-        assert_eq!(drift_out(d(wit::DriftClass::Ghost)).class, pb::DriftClass::Ghost as i32);
+        let d = |class| wit::DriftResult {
+            name: "n".into(),
+            resource_type: "t".into(),
+            drifted: true,
+            class,
+            expected_json: "{}".into(),
+            actual_json: "{}".into(),
+            fields: vec![],
+        };
+        assert_eq!(
+            drift_out(d(wit::DriftClass::Ghost)).class,
+            pb::DriftClass::Ghost as i32
+        );
         assert_eq!(drift_out(d(wit::DriftClass::Config)).class, 3);
         assert_eq!(drift_out(d(wit::DriftClass::InSync)).class, 1);
     }
 
     #[test]
     fn invalid_utf8_config_is_refused_as_a_validation_error() {
-        let s = pb::ResourceSpec { config_json: vec![0xff, 0xfe], ..Default::default() };
+        let s = pb::ResourceSpec {
+            config_json: vec![0xff, 0xfe],
+            ..Default::default()
+        };
         let e = spec_in(s).unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(e.message().contains("iac: validation error"));

@@ -49,7 +49,11 @@ pub fn iac_services() -> Vec<String> {
 
 /// Sandbox limits from the same environment variables the CLI reads.
 fn limits_from_env() -> Limits {
-    let num = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    let num = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
     let mut l = Limits::default();
     if let Some(mib) = num("EVENTBUS_MEMORY_MIB") {
         l.memory_bytes = (mib as usize) << 20;
@@ -76,8 +80,13 @@ enum Listener {
 /// A unix socket in a fresh private directory (under `$PLUGIN_UNIX_SOCKET_DIR` if go-plugin
 /// set it), else TCP on 127.0.0.1 with a port the OS picks.
 fn listen() -> anyhow::Result<(Listener, String)> {
-    let base = std::env::var_os("PLUGIN_UNIX_SOCKET_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let base = std::env::var_os("PLUGIN_UNIX_SOCKET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let dir = base.join(format!("plugin-eventbus-{}-{nanos:x}", std::process::id()));
     let unix = (|| -> std::io::Result<(tokio::net::UnixListener, PathBuf)> {
         std::fs::create_dir_all(&dir)?;
@@ -95,26 +104,41 @@ fn listen() -> anyhow::Result<(Listener, String)> {
             Ok((Listener::Unix(l, dir), line))
         }
         Err(e) => {
-            tracing::warn!("cannot listen on a unix socket in {} ({e}); using TCP on loopback", dir.display());
+            tracing::warn!(
+                "cannot listen on a unix socket in {} ({e}); using TCP on loopback",
+                dir.display()
+            );
             let _ = std::fs::remove_dir_all(&dir);
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             l.set_nonblocking(true)?;
             let addr = l.local_addr()?;
-            Ok((Listener::Tcp(tokio::net::TcpListener::from_std(l)?), format!("tcp|{addr}")))
+            Ok((
+                Listener::Tcp(tokio::net::TcpListener::from_std(l)?),
+                format!("tcp|{addr}"),
+            ))
         }
     }
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTBUS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
 }
 
 /// Runs the plugin server until the client calls Shutdown (or the process is killed), then
 /// exits the process.
 pub fn serve() -> ! {
     init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -139,7 +163,10 @@ pub fn serve() -> ! {
 /// plugins stop.
 fn watch_signals(stop: Arc<tokio::sync::watch::Sender<bool>>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot watch signals");
         return;
     };
@@ -158,25 +185,37 @@ fn watch_signals(stop: Arc<tokio::sync::watch::Sender<bool>>) {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let caps = Arc::new(Caps::new(NatsCap::default(), SecretStore::default(), limits_from_env()));
+    let caps = Arc::new(Caps::new(
+        NatsCap::default(),
+        SecretStore::default(),
+        limits_from_env(),
+    ));
     let bridge = Arc::new(Bridge::new(caps, component()));
 
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_service_status("plugin", tonic_health::ServingStatus::Serving).await;
+    reporter
+        .set_service_status("plugin", tonic_health::ServingStatus::Serving)
+        .await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let tx = Arc::new(tx);
     watch_signals(tx.clone());
     let controller = services::Controller { shutdown: tx };
-    let registry = services::Registry { services: iac_services() };
+    let registry = services::Registry {
+        services: iac_services(),
+    };
 
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(proto::plugin_v1::plugin_service_server::PluginServiceServer::new(registry))
-        .add_service(proto::go_plugin::grpc_controller_server::GrpcControllerServer::new(controller))
+        .add_service(
+            proto::go_plugin::grpc_controller_server::GrpcControllerServer::new(controller),
+        )
         .add_service(IaCProviderRequiredServer::from_arc(bridge.clone()))
         .add_service(ResourceDriverServer::from_arc(bridge.clone()))
         .add_service(IaCProviderDriftDetectorServer::from_arc(bridge.clone()))
-        .add_service(IaCProviderDriftConfigDetectorServer::from_arc(bridge.clone()))
+        .add_service(IaCProviderDriftConfigDetectorServer::from_arc(
+            bridge.clone(),
+        ))
         .add_service(IaCProviderFinalizerServer::from_arc(bridge));
 
     let (listener, addr) = listen()?;

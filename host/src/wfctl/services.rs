@@ -22,7 +22,11 @@ fn missing(what: &str) -> Status {
 }
 
 /// The routing type wins over whatever the spec or ref says (wfctl sends both the same).
-fn typed_spec(rtype: &str, spec: Option<pb::ResourceSpec>, what: &str) -> Result<wit::ResourceSpec, Status> {
+fn typed_spec(
+    rtype: &str,
+    spec: Option<pb::ResourceSpec>,
+    what: &str,
+) -> Result<wit::ResourceSpec, Status> {
     let mut s = convert::spec_in(spec.ok_or_else(|| missing(what))?)?;
     s.resource_type = rtype.to_string();
     Ok(s)
@@ -36,7 +40,10 @@ fn typed_ref(rtype: &str, r: Option<pb::ResourceRef>) -> Result<wit::ResourceRef
 
 #[tonic::async_trait]
 impl IaCProviderRequired for Bridge {
-    async fn initialize(&self, req: Request<pb::InitializeRequest>) -> Reply<pb::InitializeResponse> {
+    async fn initialize(
+        &self,
+        req: Request<pb::InitializeRequest>,
+    ) -> Reply<pb::InitializeResponse> {
         let cfg = text(&req.into_inner().config_json, "config_json")?;
         Bridge::initialize(self, &cfg).await?;
         Ok(Response::new(pb::InitializeResponse {}))
@@ -54,7 +61,10 @@ impl IaCProviderRequired for Bridge {
         Ok(Response::new(pb::VersionResponse { version }))
     }
 
-    async fn capabilities(&self, _: Request<pb::CapabilitiesRequest>) -> Reply<pb::CapabilitiesResponse> {
+    async fn capabilities(
+        &self,
+        _: Request<pb::CapabilitiesRequest>,
+    ) -> Reply<pb::CapabilitiesResponse> {
         let mut g = self.guest().await?;
         let caps = self.finish(g.get().capabilities().await.map(Ok))?;
         Ok(Response::new(convert::capabilities_out(caps)))
@@ -62,62 +72,105 @@ impl IaCProviderRequired for Bridge {
 
     async fn plan(&self, req: Request<pb::PlanRequest>) -> Reply<pb::PlanResponse> {
         let req = req.into_inner();
-        let mut desired = req.desired.into_iter().map(convert::spec_in).collect::<Result<Vec<_>, _>>()?;
+        let mut desired = req
+            .desired
+            .into_iter()
+            .map(convert::spec_in)
+            .collect::<Result<Vec<_>, _>>()?;
         for s in &mut desired {
             self.prepare_spec(s)?;
         }
-        let current = req.current.into_iter().map(convert::state_in).collect::<Result<Vec<_>, _>>()?;
+        let current = req
+            .current
+            .into_iter()
+            .map(convert::state_in)
+            .collect::<Result<Vec<_>, _>>()?;
         for st in &current {
             self.learn_broker(&st.name, &st.resource_type, &st.outputs_json);
         }
         let mut g = self.guest().await?;
         let plan = self.finish(g.get().plan(&desired, &current).await)?;
-        Ok(Response::new(pb::PlanResponse { plan: Some(convert::plan_out(plan)) }))
+        Ok(Response::new(pb::PlanResponse {
+            plan: Some(convert::plan_out(plan)),
+        }))
     }
 
     async fn destroy(&self, req: Request<pb::DestroyRequest>) -> Reply<pb::DestroyResponse> {
-        let refs: Vec<wit::ResourceRef> = req.into_inner().refs.into_iter().map(convert::ref_in).collect();
+        let refs: Vec<wit::ResourceRef> = req
+            .into_inner()
+            .refs
+            .into_iter()
+            .map(convert::ref_in)
+            .collect();
         let mut g = self.guest().await?;
         let result = self.finish(g.get().destroy(&refs).await)?;
         drop(g);
         for r in refs.iter().filter(|r| result.destroyed.contains(&r.name)) {
             self.forget_broker(&r.name, &r.resource_type);
         }
-        Ok(Response::new(pb::DestroyResponse { result: Some(convert::destroy_out(result)) }))
+        Ok(Response::new(pb::DestroyResponse {
+            result: Some(convert::destroy_out(result)),
+        }))
     }
 
     async fn status(&self, req: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
-        let refs: Vec<wit::ResourceRef> = req.into_inner().refs.into_iter().map(convert::ref_in).collect();
+        let refs: Vec<wit::ResourceRef> = req
+            .into_inner()
+            .refs
+            .into_iter()
+            .map(convert::ref_in)
+            .collect();
         let mut g = self.guest().await?;
         let statuses = self.finish(g.get().status(&refs).await)?;
-        Ok(Response::new(pb::StatusResponse { statuses: statuses.into_iter().map(convert::status_out).collect() }))
+        Ok(Response::new(pb::StatusResponse {
+            statuses: statuses.into_iter().map(convert::status_out).collect(),
+        }))
     }
 
     async fn import(&self, req: Request<pb::ImportRequest>) -> Reply<pb::ImportResponse> {
         let req = req.into_inner();
         let mut g = self.guest().await?;
         let state = self.finish(g.get().import(&req.provider_id, &req.resource_type).await)?;
-        Ok(Response::new(pb::ImportResponse { state: Some(convert::state_out(state)) }))
+        Ok(Response::new(pb::ImportResponse {
+            state: Some(convert::state_out(state)),
+        }))
     }
 
-    async fn resolve_sizing(&self, req: Request<pb::ResolveSizingRequest>) -> Reply<pb::ResolveSizingResponse> {
+    async fn resolve_sizing(
+        &self,
+        req: Request<pb::ResolveSizingRequest>,
+    ) -> Reply<pb::ResolveSizingResponse> {
         let req = req.into_inner();
         let hints = convert::hints_in(req.hints);
         let mut g = self.guest().await?;
-        let sizing = self.finish(g.get().resolve_sizing(&req.resource_type, &req.size, hints.as_ref()).await)?;
-        Ok(Response::new(pb::ResolveSizingResponse { sizing: Some(convert::sizing_out(sizing)) }))
+        let sizing = self.finish(
+            g.get()
+                .resolve_sizing(&req.resource_type, &req.size, hints.as_ref())
+                .await,
+        )?;
+        Ok(Response::new(pb::ResolveSizingResponse {
+            sizing: Some(convert::sizing_out(sizing)),
+        }))
     }
 
     /// `runtime::Guest` has no wrapper for the WIT export `bootstrap-state-backend`, so this
     /// answers what that export answers today: the provider has no state backend.
-    async fn bootstrap_state_backend(&self, _: Request<pb::BootstrapStateBackendRequest>) -> Reply<pb::BootstrapStateBackendResponse> {
-        Err(Status::unimplemented("iac: provider method unimplemented: the eventbus provider has no state backend"))
+    async fn bootstrap_state_backend(
+        &self,
+        _: Request<pb::BootstrapStateBackendRequest>,
+    ) -> Reply<pb::BootstrapStateBackendResponse> {
+        Err(Status::unimplemented(
+            "iac: provider method unimplemented: the eventbus provider has no state backend",
+        ))
     }
 }
 
 #[tonic::async_trait]
 impl ResourceDriver for Bridge {
-    async fn create(&self, req: Request<pb::ResourceCreateRequest>) -> Reply<pb::ResourceCreateResponse> {
+    async fn create(
+        &self,
+        req: Request<pb::ResourceCreateRequest>,
+    ) -> Reply<pb::ResourceCreateResponse> {
         let req = req.into_inner();
         self.check_type(&req.resource_type).await?;
         let mut spec = typed_spec(&req.resource_type, req.spec, "spec")?;
@@ -126,7 +179,9 @@ impl ResourceDriver for Bridge {
         let out = self.finish(g.get().create(&spec).await)?;
         drop(g);
         self.learn_broker(&spec.name, &spec.resource_type, &out.outputs_json);
-        Ok(Response::new(pb::ResourceCreateResponse { output: Some(convert::output_out(out)) }))
+        Ok(Response::new(pb::ResourceCreateResponse {
+            output: Some(convert::output_out(out)),
+        }))
     }
 
     async fn read(&self, req: Request<pb::ResourceReadRequest>) -> Reply<pb::ResourceReadResponse> {
@@ -137,10 +192,15 @@ impl ResourceDriver for Bridge {
         let out = self.finish(g.get().read(&r).await)?;
         drop(g);
         self.learn_broker(&r.name, &r.resource_type, &out.outputs_json);
-        Ok(Response::new(pb::ResourceReadResponse { output: Some(convert::output_out(out)) }))
+        Ok(Response::new(pb::ResourceReadResponse {
+            output: Some(convert::output_out(out)),
+        }))
     }
 
-    async fn update(&self, req: Request<pb::ResourceUpdateRequest>) -> Reply<pb::ResourceUpdateResponse> {
+    async fn update(
+        &self,
+        req: Request<pb::ResourceUpdateRequest>,
+    ) -> Reply<pb::ResourceUpdateResponse> {
         let req = req.into_inner();
         self.check_type(&req.resource_type).await?;
         let r = typed_ref(&req.resource_type, req.r#ref)?;
@@ -150,10 +210,15 @@ impl ResourceDriver for Bridge {
         let out = self.finish(g.get().update(&r, &spec).await)?;
         drop(g);
         self.learn_broker(&spec.name, &spec.resource_type, &out.outputs_json);
-        Ok(Response::new(pb::ResourceUpdateResponse { output: Some(convert::output_out(out)) }))
+        Ok(Response::new(pb::ResourceUpdateResponse {
+            output: Some(convert::output_out(out)),
+        }))
     }
 
-    async fn delete(&self, req: Request<pb::ResourceDeleteRequest>) -> Reply<pb::ResourceDeleteResponse> {
+    async fn delete(
+        &self,
+        req: Request<pb::ResourceDeleteRequest>,
+    ) -> Reply<pb::ResourceDeleteResponse> {
         let req = req.into_inner();
         self.check_type(&req.resource_type).await?;
         let r = typed_ref(&req.resource_type, req.r#ref)?;
@@ -170,32 +235,51 @@ impl ResourceDriver for Bridge {
         let mut desired = typed_spec(&req.resource_type, req.desired, "desired")?;
         self.prepare_spec(&mut desired)?;
         let current = convert::output_in(req.current.ok_or_else(|| missing("current"))?)?;
-        let name = if current.name.is_empty() { desired.name.clone() } else { current.name.clone() };
+        let name = if current.name.is_empty() {
+            desired.name.clone()
+        } else {
+            current.name.clone()
+        };
         self.learn_broker(&name, &req.resource_type, &current.outputs_json);
         let mut g = self.guest().await?;
         let d = self.finish(g.get().diff(&desired, &current).await)?;
-        Ok(Response::new(pb::ResourceDiffResponse { result: Some(convert::diff_out(d)) }))
+        Ok(Response::new(pb::ResourceDiffResponse {
+            result: Some(convert::diff_out(d)),
+        }))
     }
 
-    async fn scale(&self, req: Request<pb::ResourceScaleRequest>) -> Reply<pb::ResourceScaleResponse> {
+    async fn scale(
+        &self,
+        req: Request<pb::ResourceScaleRequest>,
+    ) -> Reply<pb::ResourceScaleResponse> {
         let req = req.into_inner();
         self.check_type(&req.resource_type).await?;
         let r = typed_ref(&req.resource_type, req.r#ref)?;
         let mut g = self.guest().await?;
         let out = self.finish(g.get().scale(&r, req.replicas).await)?;
-        Ok(Response::new(pb::ResourceScaleResponse { output: Some(convert::output_out(out)) }))
+        Ok(Response::new(pb::ResourceScaleResponse {
+            output: Some(convert::output_out(out)),
+        }))
     }
 
-    async fn health_check(&self, req: Request<pb::ResourceHealthCheckRequest>) -> Reply<pb::ResourceHealthCheckResponse> {
+    async fn health_check(
+        &self,
+        req: Request<pb::ResourceHealthCheckRequest>,
+    ) -> Reply<pb::ResourceHealthCheckResponse> {
         let req = req.into_inner();
         self.check_type(&req.resource_type).await?;
         let r = typed_ref(&req.resource_type, req.r#ref)?;
         let mut g = self.guest().await?;
         let h = self.finish(g.get().health_check(&r).await)?;
-        Ok(Response::new(pb::ResourceHealthCheckResponse { result: Some(convert::health_out(h)) }))
+        Ok(Response::new(pb::ResourceHealthCheckResponse {
+            result: Some(convert::health_out(h)),
+        }))
     }
 
-    async fn sensitive_keys(&self, req: Request<pb::SensitiveKeysRequest>) -> Reply<pb::SensitiveKeysResponse> {
+    async fn sensitive_keys(
+        &self,
+        req: Request<pb::SensitiveKeysRequest>,
+    ) -> Reply<pb::SensitiveKeysResponse> {
         let req = req.into_inner();
         self.check_type(&req.resource_type).await?;
         let mut g = self.guest().await?;
@@ -203,18 +287,27 @@ impl ResourceDriver for Bridge {
         Ok(Response::new(pb::SensitiveKeysResponse { keys }))
     }
 
-    async fn troubleshoot(&self, req: Request<pb::TroubleshootRequest>) -> Reply<pb::TroubleshootResponse> {
+    async fn troubleshoot(
+        &self,
+        req: Request<pb::TroubleshootRequest>,
+    ) -> Reply<pb::TroubleshootResponse> {
         let req = req.into_inner();
         self.check_type(&req.resource_type).await?;
         let r = typed_ref(&req.resource_type, req.r#ref)?;
         let mut g = self.guest().await?;
         let d = self.finish(g.get().troubleshoot(&r, &req.failure_msg).await)?;
-        Ok(Response::new(pb::TroubleshootResponse { diagnostics: d.into_iter().map(convert::diagnostic_out).collect() }))
+        Ok(Response::new(pb::TroubleshootResponse {
+            diagnostics: d.into_iter().map(convert::diagnostic_out).collect(),
+        }))
     }
 }
 
 impl Bridge {
-    async fn drift(&self, refs: Vec<pb::ResourceRef>, specs: Vec<wit::ResourceSpec>) -> Result<Vec<pb::DriftResult>, Status> {
+    async fn drift(
+        &self,
+        refs: Vec<pb::ResourceRef>,
+        specs: Vec<wit::ResourceSpec>,
+    ) -> Result<Vec<pb::DriftResult>, Status> {
         let refs: Vec<wit::ResourceRef> = refs.into_iter().map(convert::ref_in).collect();
         let mut specs = specs;
         for s in &mut specs {
@@ -228,23 +321,36 @@ impl Bridge {
 
 #[tonic::async_trait]
 impl IaCProviderDriftDetector for Bridge {
-    async fn detect_drift(&self, req: Request<pb::DetectDriftRequest>) -> Reply<pb::DetectDriftResponse> {
+    async fn detect_drift(
+        &self,
+        req: Request<pb::DetectDriftRequest>,
+    ) -> Reply<pb::DetectDriftResponse> {
         let drifts = self.drift(req.into_inner().refs, vec![]).await?;
         Ok(Response::new(pb::DetectDriftResponse { drifts }))
     }
 
-    async fn detect_drift_with_specs(&self, req: Request<pb::DetectDriftWithSpecsRequest>) -> Reply<pb::DetectDriftWithSpecsResponse> {
+    async fn detect_drift_with_specs(
+        &self,
+        req: Request<pb::DetectDriftWithSpecsRequest>,
+    ) -> Reply<pb::DetectDriftWithSpecsResponse> {
         let req = req.into_inner();
-        let drifts = self.drift(req.refs, convert::spec_map_in(req.specs)?).await?;
+        let drifts = self
+            .drift(req.refs, convert::spec_map_in(req.specs)?)
+            .await?;
         Ok(Response::new(pb::DetectDriftWithSpecsResponse { drifts }))
     }
 }
 
 #[tonic::async_trait]
 impl IaCProviderDriftConfigDetector for Bridge {
-    async fn detect_drift_config(&self, req: Request<pb::DetectDriftConfigRequest>) -> Reply<pb::DetectDriftConfigResponse> {
+    async fn detect_drift_config(
+        &self,
+        req: Request<pb::DetectDriftConfigRequest>,
+    ) -> Reply<pb::DetectDriftConfigResponse> {
         let req = req.into_inner();
-        let drifts = self.drift(req.refs, convert::spec_map_in(req.specs)?).await?;
+        let drifts = self
+            .drift(req.refs, convert::spec_map_in(req.specs)?)
+            .await?;
         Ok(Response::new(pb::DetectDriftConfigResponse { drifts }))
     }
 }
@@ -253,7 +359,10 @@ impl IaCProviderDriftConfigDetector for Bridge {
 /// returns, so finalizing reports no errors (with status OK, as wfctl requires).
 #[tonic::async_trait]
 impl IaCProviderFinalizer for Bridge {
-    async fn finalize_apply(&self, req: Request<pb::FinalizeApplyRequest>) -> Reply<pb::FinalizeApplyResponse> {
+    async fn finalize_apply(
+        &self,
+        req: Request<pb::FinalizeApplyRequest>,
+    ) -> Reply<pb::FinalizeApplyResponse> {
         tracing::debug!(plan_id = %req.into_inner().plan_id, "finalize apply: nothing deferred");
         Ok(Response::new(pb::FinalizeApplyResponse { errors: vec![] }))
     }
@@ -268,7 +377,11 @@ pub struct Registry {
 #[tonic::async_trait]
 impl plugin_v1::plugin_service_server::PluginService for Registry {
     async fn get_contract_registry(&self, _: Request<()>) -> Reply<plugin_v1::ContractRegistry> {
-        let mut names: Vec<&String> = self.services.iter().filter(|s| s.starts_with("workflow.plugin.external.iac.")).collect();
+        let mut names: Vec<&String> = self
+            .services
+            .iter()
+            .filter(|s| s.starts_with("workflow.plugin.external.iac."))
+            .collect();
         names.sort();
         names.dedup();
         let contracts = names
@@ -279,8 +392,14 @@ impl plugin_v1::plugin_service_server::PluginService for Registry {
                 mode: plugin_v1::ContractMode::StrictProto as i32,
             })
             .collect();
-        let fds = <prost_types::FileDescriptorSet as prost::Message>::decode(super::proto::DESCRIPTOR_SET).ok();
-        Ok(Response::new(plugin_v1::ContractRegistry { contracts, file_descriptor_set: fds }))
+        let fds = <prost_types::FileDescriptorSet as prost::Message>::decode(
+            super::proto::DESCRIPTOR_SET,
+        )
+        .ok();
+        Ok(Response::new(plugin_v1::ContractRegistry {
+            contracts,
+            file_descriptor_set: fds,
+        }))
     }
 }
 
