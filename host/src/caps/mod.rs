@@ -17,16 +17,19 @@ pub use capability_types::CapError;
 pub struct Caps {
     pub nats: nats::NatsCap,
     pub secrets: secrets::SecretStore,
+    pub cloud: cloud::CloudCap,
     pub limits: Limits,
 }
 
 impl Caps {
+    /// Capabilities with no cloud account granted.
     pub fn new(nats: nats::NatsCap, secrets: secrets::SecretStore, limits: Limits) -> Caps {
-        Caps {
-            nats,
-            secrets,
-            limits,
-        }
+        Caps { nats, secrets, cloud: cloud::CloudCap::default(), limits }
+    }
+
+    pub fn with_cloud(mut self, cloud: cloud::CloudCap) -> Caps {
+        self.cloud = cloud;
+        self
     }
 }
 

@@ -110,6 +110,10 @@ async fn create_or_update(sh: &Shared, a: &wit::PlanAction, update: bool) -> Res
         Ok(Ok(out)) => {
             if a.resource.resource_type == "infra.eventbus" {
                 let outputs = serde_json::from_str(&out.outputs_json).unwrap_or(Value::Null);
+                // The endpoint a broker of this run produced is granted for this run.
+                for u in outputs.get("urls").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                    sh.pool.rt.caps.nats.grant(u);
+                }
                 sh.pool.rt.caps.nats.register_broker(&a.resource.name, &outputs);
             }
             let mut state = sh.state.lock().expect("state");

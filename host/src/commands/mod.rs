@@ -10,6 +10,7 @@ pub mod status;
 pub mod validate;
 
 use crate::caps::Caps;
+use crate::caps::cloud::{CloudCap, guest_view};
 use crate::caps::nats::NatsCap;
 use crate::caps::secrets::SecretStore;
 use crate::infra::{self, Diag, Infra};
@@ -137,12 +138,29 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
             nats.register_broker(&r.name, &r.outputs);
         }
     }
-    let caps = Arc::new(Caps::new(nats, secrets, ctx.limits.clone()));
+    // Generated credentials live beside the state, never in it.
+    let secrets_file = ctx.state.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("secrets.json"), |d| d.join("secrets.json"));
+    if let Err(e) = secrets.keep_generated_in(&secrets_file) {
+        return Err(anyhow!("reading the generated secrets in {}: {e}", secrets_file.display()));
+    }
+    let cloud = match CloudCap::from_config(&infra.provider_config, &secrets) {
+        Ok(c) => c,
+        Err(problems) => {
+            return Ok(Opened::Invalid(
+                problems
+                    .into_iter()
+                    .map(|(path, message, fix)| Diag { file: infra.display_name(), resource: infra.provider_module.clone(), rtype: "iac.provider".into(), path, message, fix })
+                    .collect(),
+            ));
+        }
+    };
+    let caps = Arc::new(Caps::new(nats, secrets, ctx.limits.clone()).with_cloud(cloud));
     let wasm = runtime::component_path(ctx.component.as_deref())?;
     let rt = Runtime::new(&wasm, caps)?;
     tracing::debug!(source = ?rt.source, elapsed = ?rt.load_time, "component loaded");
     let mut guest = rt.instance().await?;
-    let config = infra.provider_config.to_string();
+    // The guest sees the provider config without the operator's cloud credentials.
+    let config = guest_view(&infra.provider_config).to_string();
     if let Err(e) = guest.initialize(&config).await? {
         if let Some(d) = guest_diags(&infra, &e) {
             return Ok(Opened::Invalid(
