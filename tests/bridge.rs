@@ -316,6 +316,16 @@ impl Drop for Plugin {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            // Killed, the plugin cannot remove its socket directory: do it for it.
+            let ours = |d: &&Path| {
+                d.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("plugin-eventbus-"))
+            };
+            if let Some(sock) = self.addr.strip_prefix("unix|")
+                && let Some(dir) = Path::new(sock).parent().filter(ours)
+            {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
         if std::thread::panicking() {
             eprintln!("--- plugin stderr:\n{}", self.stderr());
@@ -932,11 +942,11 @@ fn resource_driver_routes_by_type_and_maps_errors_to_codes() {
         Code::NotFound,
         "iac: resource not found",
     );
-    // A deploy target this release cannot provision: the guest's validation text, with its field.
+    // A deploy target that does not exist: the guest's validation text, with its field.
     let broker = spec(
         BROKER,
         T_BROKER,
-        json!({"provider": "nats", "deploy_target": "kubernetes", "url": nats.url()}),
+        json!({"provider": "nats", "deploy_target": "mainframe", "url": nats.url()}),
     );
     let e = expect_err(
         plugin.create(&broker),
