@@ -18,13 +18,19 @@ pub struct Caps {
     pub nats: nats::NatsCap,
     pub secrets: secrets::SecretStore,
     pub cloud: cloud::CloudCap,
+    pub http: http::HttpCap,
     pub limits: Limits,
 }
 
 impl Caps {
     /// Capabilities with no cloud account granted.
     pub fn new(nats: nats::NatsCap, secrets: secrets::SecretStore, limits: Limits) -> Caps {
-        Caps { nats, secrets, cloud: cloud::CloudCap::default(), limits }
+        Caps { nats, secrets, cloud: cloud::CloudCap::default(), http: http::HttpCap::default(), limits }
+    }
+
+    pub fn with_http(mut self, http: http::HttpCap) -> Caps {
+        self.http = http;
+        self
     }
 
     pub fn with_cloud(mut self, cloud: cloud::CloudCap) -> Caps {

@@ -154,7 +154,7 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
             ));
         }
     };
-    let caps = Arc::new(Caps::new(nats, secrets, ctx.limits.clone()).with_cloud(cloud));
+    let caps = Arc::new(Caps::new(nats, secrets, ctx.limits.clone()).with_cloud(cloud).with_http(crate::caps::http::HttpCap::from_config(&infra.provider_config)));
     let wasm = runtime::component_path(ctx.component.as_deref())?;
     let rt = Runtime::new(&wasm, caps)?;
     tracing::debug!(source = ?rt.source, elapsed = ?rt.load_time, "component loaded");
