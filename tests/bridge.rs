@@ -931,7 +931,8 @@ fn resource_driver_routes_by_type_and_maps_errors_to_codes() {
         },
     ));
     expect_err(boot, Code::Unimplemented, "unimplemented");
-    // A stream before any broker is known: the guest's not-found text arrives intact.
+    // A stream before any broker is known: a validation error naming broker_ref, never "not
+    // found" (wfctl drops a resource from state on a not-found delete).
     let stream = spec(
         STREAM_MODULE,
         T_STREAM,
@@ -939,8 +940,8 @@ fn resource_driver_routes_by_type_and_maps_errors_to_codes() {
     );
     expect_err(
         plugin.create(&stream),
-        Code::NotFound,
-        "iac: resource not found",
+        Code::InvalidArgument,
+        "config.broker_ref",
     );
     // A deploy target that does not exist: the guest's validation text, with its field.
     let broker = spec(
@@ -1044,6 +1045,25 @@ fn pilot_applies_action_by_action_replans_empty_and_destroys_dependents_first() 
         "exit took {took:?}; go-plugin kills after 2 s"
     );
     assert!(!socket.exists(), "socket {} left behind", socket.display());
+}
+
+#[test]
+fn a_fresh_plugin_process_destroys_what_an_earlier_one_created() {
+    // wfctl starts a new plugin for `destroy`: it gets only refs. The broker's provider id
+    // carries its endpoint, so the new process reaches the server and removes everything.
+    let nats = NatsServer::start();
+    let js = JetStream::connect(nats.url());
+    let mut first = Plugin::start();
+    let (w, _specs) = applied_pilot(&first, &nats);
+    let refs: Vec<pb::ResourceRef> = w.state.iter().map(Wfctl::ref_of).collect();
+    drop(w);
+    first.shutdown();
+    let second = Plugin::start();
+    second.initialize(json!({"provider": "eventbus"})).expect("initialize");
+    let res = second.destroy(refs).expect("destroy");
+    assert!(res.errors.is_empty(), "{:?}", res.errors);
+    assert_eq!(res.destroyed.len(), 8);
+    assert!(js.stream_names().is_empty(), "the stream is gone from the server");
 }
 
 #[test]

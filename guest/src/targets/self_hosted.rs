@@ -8,8 +8,14 @@ use crate::error::{Error, Result};
 use crate::model::{BROKER, Change, Json, Output, Ref, Spec};
 use serde_json::{Value, json};
 
-pub fn provider_id(resource: &str) -> String {
-    format!("self_hosted/{resource}")
+/// `self_hosted/<resource>?urls=<url>,<url>[&domain=<d>]`: the endpoint travels with the id,
+/// so a process that only has refs (wfctl's destroy, status, drift) can still reach the broker.
+pub fn provider_id(resource: &str, urls: &[String], domain: Option<&str>) -> String {
+    let mut id = format!("self_hosted/{resource}?urls={}", urls.join(","));
+    if let Some(d) = domain {
+        id.push_str(&format!("&domain={d}"));
+    }
+    id
 }
 
 fn auth(c: &Option<Credentials>) -> Option<Auth> {
@@ -70,7 +76,7 @@ fn output(resource: &str, c: &BrokerCfg, js: &Js, info: &Value) -> Output {
     Output {
         name: resource.into(),
         rtype: BROKER.into(),
-        provider_id: provider_id(resource),
+        provider_id: provider_id(resource, &c.urls, c.domain.as_deref()),
         outputs: o,
         sensitive: vec![],
         status: "running".into(),

@@ -147,6 +147,33 @@ impl NatsCap {
             .insert(name.to_string(), BrokerEntry { urls, auth, domain });
     }
 
+    /// Learns a self-hosted broker from its provider id (`self_hosted/<name>?urls=..[&domain=..]`),
+    /// for a process that has only refs (wfctl's destroy, status, drift). The endpoint was
+    /// produced by this provider in an earlier run, so it is granted; a broker already known
+    /// (with its credentials) is left as it is.
+    pub fn learn_from_id(&self, name: &str, provider_id: &str) {
+        let Some(query) = provider_id.strip_prefix("self_hosted/").and_then(|r| r.split_once('?')).map(|(_, q)| q) else { return };
+        if self.brokers.read().expect("brokers").contains_key(name) {
+            return;
+        }
+        let mut urls = Vec::new();
+        let mut domain = None;
+        for part in query.split('&') {
+            match part.split_once('=') {
+                Some(("urls", v)) => urls.extend(v.split(',').filter(|u| !u.is_empty()).map(String::from)),
+                Some(("domain", v)) if !v.is_empty() => domain = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        if urls.is_empty() {
+            return;
+        }
+        for u in &urls {
+            self.grant(u);
+        }
+        self.brokers.write().expect("brokers").insert(name.to_string(), BrokerEntry { urls, auth: None, domain });
+    }
+
     pub fn forget_broker(&self, name: &str) {
         self.brokers.write().expect("brokers").remove(name);
     }
@@ -440,6 +467,23 @@ mod tests {
         // With a domain only that domain's API is reachable.
         assert!(check_subject("$JS.hub.API", "$JS.hub.API.INFO").is_ok());
         assert!(check_subject("$JS.hub.API", "$JS.API.INFO").is_err());
+    }
+
+    #[test]
+    fn a_broker_is_learned_from_its_provider_id_without_overriding_a_known_one() {
+        // A fresh process with only refs can reach the broker; credentials already known stay.
+        let cap = NatsCap::default();
+        cap.learn_from_id("b", "self_hosted/b?urls=nats://127.0.0.1:4222,nats://127.0.0.1:4223&domain=hub");
+        let (_, e) = cap.entry("b").unwrap();
+        assert_eq!(e.urls.len(), 2);
+        assert_eq!(e.domain.as_deref(), Some("hub"));
+        assert!(cap.granted("nats://127.0.0.1:4223"));
+        cap.register_broker("c", &serde_json::json!({"urls": ["nats://h:1"], "auth": {"kind": "token", "token": "{{secret:x}}"}}));
+        cap.learn_from_id("c", "self_hosted/c?urls=nats://other:1");
+        assert_eq!(cap.entry("c").unwrap().1.urls, vec!["nats://h:1"]);
+        // Ids of other shapes teach nothing.
+        cap.learn_from_id("d", "kubernetes/ns/d");
+        assert!(cap.entry("d").is_err());
     }
 
     #[test]

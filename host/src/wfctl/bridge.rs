@@ -238,6 +238,14 @@ impl Bridge {
         }
     }
 
+    /// Brokers named by refs (their provider ids carry the endpoint), so a fresh process can
+    /// destroy, read or check what an earlier one created.
+    pub fn learn_refs(&self, refs: &[wit::ResourceRef]) {
+        for r in refs.iter().filter(|r| r.resource_type == BROKER) {
+            self.caps.nats.learn_from_id(&r.name, &r.provider_id);
+        }
+    }
+
     pub fn forget_broker(&self, name: &str, rtype: &str) {
         if rtype == BROKER {
             self.caps.nats.forget_broker(name);

@@ -56,7 +56,9 @@ fn cap_error(e: CapError, what: &str) -> Error {
         CapError::Denied(m) => Error::Forbidden(format!("{what}: {m}")),
         CapError::Unavailable(m) => Error::Transient(format!("{what}: {m}")),
         CapError::Invalid(m) => Error::Internal(format!("{what}: {m}")),
-        CapError::Unknown(m) => Error::NotFound(format!("{what}: {m}")),
+        // Not "not found": a broker the host cannot reach says nothing about the resource, and
+        // wfctl would drop a resource from state on a not-found delete.
+        CapError::Unknown(m) => Error::invalid("", "config.broker_ref", format!("{what}: {m}"), "apply or declare the broker in the same run, or grant it in the iac.provider config (allow_nats)"),
     }
 }
 
