@@ -1067,6 +1067,26 @@ fn a_fresh_plugin_process_destroys_what_an_earlier_one_created() {
 }
 
 #[test]
+fn consumers_lost_with_a_replaced_stream_are_recreated_by_the_next_plan() {
+    // Without depends_on, wfctl replaces only the stream and the server deletes its consumers
+    // with it. Diff checks the server for streams and consumers, so the next plan recreates
+    // them instead of believing the state.
+    let nats = NatsServer::start();
+    let js = JetStream::connect(nats.url());
+    let plugin = Plugin::start();
+    let (mut w, mut specs) = applied_pilot(&plugin, &nats);
+    edit(&mut specs, STREAM_MODULE, |c| c["storage"] = json!("memory"));
+    let plan = w.converge(&specs);
+    assert_eq!(kinds(&plan), vec![(Kind::Replace, STREAM_MODULE.to_string())]);
+    assert!(js.consumer_names(STREAM).is_empty(), "the server took the consumers with the stream");
+    let again = w.converge(&specs);
+    assert_eq!(again.len(), 6, "{:?}", kinds(&again));
+    assert!(again.iter().all(|a| a.kind == Kind::Replace), "{:?}", kinds(&again));
+    assert_eq!(js.consumer_names(STREAM).len(), 6);
+    assert!(w.plan(&specs).unwrap().is_empty());
+}
+
+#[test]
 fn drift_detection_reports_ghosts_and_config_changes() {
     // IaCProviderDriftDetector: a consumer deleted and a stream changed behind our back.
     let nats = NatsServer::start();

@@ -63,6 +63,26 @@ pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     }
 }
 
+/// The diff wfctl asks for: against the recorded outputs, and also against the server for
+/// streams and consumers, because wfctl replaces a stream without its consumers (the server
+/// deletes them with it) and would otherwise never notice they are gone.
+pub fn diff_live(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
+    let mut changes = diff(spec, current)?;
+    if (spec.rtype == STREAM || spec.rtype == CONSUMER) && !current.provider_id.is_empty() && !changes.iter().any(|c| c.force_new) {
+        let r = Ref { name: spec.name.clone(), rtype: spec.rtype.clone(), provider_id: current.provider_id.clone() };
+        if let Err(Error::NotFound(why)) = read(&r) {
+            changes.push(Change {
+                path: "exists".into(),
+                old: serde_json::Value::Bool(false),
+                new: serde_json::Value::Bool(true),
+                force_new: true,
+                reason: format!("it is gone from the server ({why}); it is created again"),
+            });
+        }
+    }
+    Ok(changes)
+}
+
 pub fn sensitive_keys(rtype: &str) -> Result<Vec<String>> {
     match rtype {
         BROKER | STREAM | CONSUMER => Ok(vec![]),

@@ -400,7 +400,7 @@ impl driver::Guest for Component {
         desired: wit::ResourceSpec,
         current: wit::ResourceOutput,
     ) -> Result<wit::DiffResult, wit::ProviderError> {
-        let changes = drivers::diff(
+        let changes = drivers::diff_live(
             &typed(&resource_type, spec_in(desired)?),
             &output_in(current)?,
         )?;
