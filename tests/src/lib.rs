@@ -101,6 +101,10 @@ pub struct NatsServer {
     url: String,
     port: u16,
     dir: TempDir,
+    /// The config file, for servers started by [`NatsServer::start_with_config`].
+    conf: Option<PathBuf>,
+    /// The last ports file the server wrote (`{"nats": [...], "websocket": [...], ...}`).
+    ports: Value,
 }
 
 impl NatsServer {
@@ -120,12 +124,20 @@ impl NatsServer {
             url: String::new(),
             port: 0,
             dir,
+            conf: None,
+            ports: Value::Null,
         };
         server.spawn(None);
         server
     }
 
     fn spawn(&mut self, port: Option<u16>) {
+        if let Err(e) = self.try_spawn(port) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_spawn(&mut self, port: Option<u16>) -> Result<(), String> {
         let store = self.dir.path().join("store");
         let ports_dir = self.dir.path().join("ports");
         let log = std::fs::OpenOptions::new()
@@ -134,9 +146,22 @@ impl NatsServer {
             .open(self.dir.path().join("nats-server.log"))
             .expect("open nats-server log");
         let port_arg = port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
-        let child = Command::new(&self.bin)
-            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
-            .arg(&store)
+        let mut cmd = Command::new(&self.bin);
+        match &self.conf {
+            // Everything (listen, jetstream, cluster...) comes from the config file; a restart
+            // pins the client port it had.
+            Some(conf) => {
+                cmd.arg("-c").arg(conf);
+                if let Some(p) = port {
+                    cmd.args(["-p", &p.to_string()]);
+                }
+            }
+            None => {
+                cmd.args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
+                    .arg(&store);
+            }
+        }
+        let child = cmd
             .arg("--ports_file_dir")
             .arg(&ports_dir)
             .stdin(Stdio::null())
@@ -156,17 +181,25 @@ impl NatsServer {
         // The server writes `<exe>_<pid>.ports` = {"nats":["nats://127.0.0.1:PORT"],...}.
         let deadline = Instant::now() + Duration::from_secs(20);
         let url = loop {
-            if let Some(url) = read_ports_file(&ports_dir, pid) {
+            if let Some(ports) = read_ports_value(&ports_dir, pid)
+                && let Some(url) = ports["nats"][0].as_str()
+            {
+                let url = url.to_string();
+                self.ports = ports;
                 break url;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("nats-server exited early ({status}); log:\n{}", self.log());
+                self.child = None;
+                return Err(format!(
+                    "nats-server exited early ({status}); log:\n{}",
+                    self.log()
+                ));
             }
             if Instant::now() > deadline {
-                panic!(
+                return Err(format!(
                     "nats-server wrote no ports file within 20s; log:\n{}",
                     self.log()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -174,22 +207,23 @@ impl NatsServer {
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("cannot parse a port from {url}"));
+            .ok_or_else(|| format!("cannot parse a port from {url}"))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 break;
             }
             if Instant::now() > deadline {
-                panic!(
+                return Err(format!(
                     "nats-server at {url} accepts no connections; log:\n{}",
                     self.log()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         self.url = format!("nats://127.0.0.1:{port}");
         self.port = port;
+        Ok(())
     }
 
     /// `nats://127.0.0.1:PORT`
@@ -248,7 +282,367 @@ impl Drop for NatsServer {
     }
 }
 
-fn read_ports_file(dir: &Path, pid: u32) -> Option<String> {
+impl NatsServer {
+    /// Start a server from the text of a config file. `{{dir}}` in `conf` becomes this server's
+    /// own temp directory (removed on drop), e.g. `jetstream { store_dir: "{{dir}}/store" }`.
+    /// Listen on `127.0.0.1:-1` (and `-1` for `http`, `websocket`...) to get free ports without
+    /// races: they are read back from the server's ports file ([`ports`](Self::ports)).
+    pub fn start_with_config(bin: PathBuf, conf: &str) -> Self {
+        Self::try_start_with_config(bin, conf).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`start_with_config`](Self::start_with_config), returning the server's complaint
+    /// (with its log) instead of panicking, e.g. when a fixed port turned out to be taken.
+    pub fn try_start_with_config(bin: PathBuf, conf: &str) -> Result<Self, String> {
+        let dir = TempDir::new("nats");
+        std::fs::create_dir_all(dir.path().join("store")).unwrap();
+        std::fs::create_dir_all(dir.path().join("ports")).unwrap();
+        let conf_path = dir.path().join("nats-server.conf");
+        let text = conf.replace("{{dir}}", &dir.path().display().to_string());
+        std::fs::write(&conf_path, &text).expect("write nats-server.conf");
+        let mut server = NatsServer {
+            bin,
+            child: None,
+            url: String::new(),
+            port: 0,
+            dir,
+            conf: Some(conf_path),
+            ports: Value::Null,
+        };
+        server
+            .try_spawn(None)
+            .map_err(|e| format!("{e}\nconfig:\n{text}"))?;
+        Ok(server)
+    }
+
+    /// The ports file the server wrote when it started: `{"nats": ["nats://127.0.0.1:P"],
+    /// "monitoring": ["http://..."], "cluster": [...], "websocket": ["ws://..."]}`.
+    pub fn ports(&self) -> &Value {
+        &self.ports
+    }
+
+    /// `ws://127.0.0.1:PORT` when the server has a `websocket` listener.
+    pub fn websocket_url(&self) -> Option<String> {
+        self.ports["websocket"][0].as_str().map(str::to_string)
+    }
+
+    /// `http://127.0.0.1:PORT` when the server has a monitoring (`http`) listener.
+    pub fn monitoring_url(&self) -> Option<String> {
+        self.ports["monitoring"][0].as_str().map(str::to_string)
+    }
+
+    /// The server's own temp directory (store, log, config, ports file).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Whether the process is still alive (not stopped, not exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// GET `path` on the monitoring listener (e.g. `/jsz`), parsed as JSON.
+    pub fn monitor(&self, path: &str) -> Result<Value, String> {
+        let base = self
+            .monitoring_url()
+            .ok_or_else(|| "the server has no monitoring (http) listener".to_string())?;
+        http_get_json(&base, path)
+    }
+}
+
+/// A minimal HTTP/1.0 GET against `http://host:port` (the monitoring endpoint), body as JSON.
+pub fn http_get_json(base: &str, path: &str) -> Result<Value, String> {
+    use std::io::Write;
+    let hostport = base
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("not an http:// url: {base}"))?
+        .trim_end_matches('/');
+    let addr: SocketAddr = hostport
+        .parse()
+        .map_err(|e| format!("cannot parse {hostport}: {e}"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("GET {base}{path}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    stream.set_write_timeout(Some(Duration::from_secs(5))).ok();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n")
+        .map_err(|e| format!("GET {base}{path}: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("GET {base}{path}: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {base}{path}: no HTTP body in {text:?}"))?;
+    let status_ok = head.split_whitespace().nth(1) == Some("200");
+    if !head.starts_with("HTTP/1.") || !status_ok {
+        return Err(format!(
+            "GET {base}{path}: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    serde_json::from_str(body).map_err(|e| format!("GET {base}{path}: not JSON ({e}): {body}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A JetStream cluster on loopback
+
+/// A JetStream cluster of `size` nats-servers on loopback, named `n1`, `n2`, ... and tagged
+/// `az:1`, `az:2`, ... (one availability zone each), every one with its own store, small
+/// JetStream limits and a monitoring port. Client and monitoring ports are picked by the
+/// servers themselves (`-1`); route ports are picked free up front, and the whole cluster is
+/// started again on fresh ports if one was taken meanwhile. Every server is killed on drop.
+pub struct Cluster {
+    nodes: Vec<NatsServer>,
+    name: String,
+}
+
+impl Cluster {
+    /// A cluster of `size` servers from [`nats_server_bin`], ready: see [`wait_ready`](Self::wait_ready).
+    pub fn start(size: usize) -> Self {
+        Self::start_with(nats_server_bin(), size)
+    }
+
+    /// A cluster of `size` servers from `bin`, returned once JetStream has a meta leader that
+    /// every server agrees on and every other server is a current member of the meta group.
+    pub fn start_with(bin: PathBuf, size: usize) -> Self {
+        assert!(size >= 1, "a cluster needs at least one server");
+        let mut last_err = String::new();
+        for _attempt in 0..5 {
+            let route_ports = free_ports(size);
+            let routes: Vec<String> = route_ports
+                .iter()
+                .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+                .collect();
+            let mut nodes = Vec::with_capacity(size);
+            let mut failed = None;
+            for (i, rport) in route_ports.iter().enumerate() {
+                let n = i + 1;
+                let conf = format!(
+                    r#"server_name: "n{n}"
+listen: "127.0.0.1:-1"
+http: "127.0.0.1:-1"
+server_tags: ["az:{n}"]
+jetstream {{
+  store_dir: "{{{{dir}}}}/store"
+  max_memory_store: 64MB
+  max_file_store: 256MB
+}}
+cluster {{
+  name: "eventbus-e2e"
+  listen: "127.0.0.1:{rport}"
+  routes: [{routes}]
+}}
+"#,
+                    routes = routes.join(", ")
+                );
+                match NatsServer::try_start_with_config(bin.clone(), &conf) {
+                    Ok(s) => nodes.push(s),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => {
+                    let cluster = Cluster {
+                        nodes,
+                        name: "eventbus-e2e".into(),
+                    };
+                    cluster.wait_ready(Duration::from_secs(60));
+                    return cluster;
+                }
+                // A route port was taken between our probe and the server's bind: try again.
+                Some(e) if e.contains("address already in use") => last_err = e,
+                Some(e) => panic!("cannot start cluster node: {e}"),
+            }
+        }
+        panic!("could not start a cluster in 5 attempts; last error: {last_err}");
+    }
+
+    /// The cluster's name (`cluster.name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i` (0-based); its server_name is `n{i+1}`.
+    pub fn node(&self, i: usize) -> &NatsServer {
+        &self.nodes[i]
+    }
+
+    /// `n{i+1}`: the server_name of node `i`.
+    pub fn server_name(i: usize) -> String {
+        format!("n{}", i + 1)
+    }
+
+    /// The 0-based index of the node called `name` (`n1` -> 0).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| Self::server_name(i) == name)
+    }
+
+    /// Every node's client URL, stopped nodes included (`nats://127.0.0.1:P`).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url().to_string()).collect()
+    }
+
+    /// Kill node `i` (SIGKILL; its store is kept).
+    pub fn stop(&mut self, i: usize) {
+        self.nodes[i].stop();
+    }
+
+    /// Indexes of the nodes not stopped with [`stop`](Self::stop).
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_some())
+            .collect()
+    }
+
+    /// The JetStream meta leader's server_name, if every running node names the same one
+    /// and that one is running.
+    pub fn meta_leader(&self) -> Option<String> {
+        let running = self.running();
+        let mut leader: Option<String> = None;
+        for &i in &running {
+            let jsz = self.nodes[i].monitor("/jsz").ok()?;
+            let l = jsz["meta_cluster"]["leader"].as_str().unwrap_or("");
+            if l.is_empty() || leader.as_deref().is_some_and(|x| x != l) {
+                return None;
+            }
+            leader = Some(l.to_string());
+        }
+        let leader = leader?;
+        let li = self.index_of(&leader)?;
+        running.contains(&li).then_some(leader)
+    }
+
+    /// Why the cluster is not ready yet, or None when it is: the running nodes agree on a
+    /// running meta leader, that leader sees every other running node as a current peer, and
+    /// the JetStream API answers through every running node.
+    pub fn not_ready(&self) -> Option<String> {
+        let running = self.running();
+        let Some(leader) = self.meta_leader() else {
+            let views: Vec<String> = running
+                .iter()
+                .map(|&i| match self.nodes[i].monitor("/jsz") {
+                    Ok(j) => format!(
+                        "{} sees leader {:?}",
+                        Self::server_name(i),
+                        j["meta_cluster"]["leader"]
+                    ),
+                    Err(e) => format!("{}: {e}", Self::server_name(i)),
+                })
+                .collect();
+            return Some(format!("no agreed meta leader: {}", views.join("; ")));
+        };
+        let li = self.index_of(&leader).expect("leader is a node");
+        let jsz = match self.nodes[li].monitor("/jsz") {
+            Ok(j) => j,
+            Err(e) => return Some(e),
+        };
+        let replicas = jsz["meta_cluster"]["replicas"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for &i in running.iter().filter(|&&i| i != li) {
+            let name = Self::server_name(i);
+            let current = replicas
+                .iter()
+                .any(|r| r["name"] == name.as_str() && r["current"] == json!(true));
+            if !current {
+                return Some(format!(
+                    "meta leader {leader} does not see {name} as a current peer: {}",
+                    jsz["meta_cluster"]
+                ));
+            }
+        }
+        for &i in &running {
+            let js = match JetStream::try_connect(self.nodes[i].url()) {
+                Ok(js) => js,
+                Err(e) => return Some(e),
+            };
+            match js.try_request("$JS.API.INFO", &Value::Null, Duration::from_secs(2)) {
+                Ok(v) if v.get("error").is_none() => {}
+                Ok(v) => return Some(format!("$JS.API.INFO via {}: {v}", Self::server_name(i))),
+                Err(e) => return Some(format!("$JS.API.INFO via {}: {e}", Self::server_name(i))),
+            }
+        }
+        None
+    }
+
+    /// Wait (polling) until [`not_ready`](Self::not_ready) says nothing; panics after `timeout`
+    /// with the last reason and every running node's log tail.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(why) = self.not_ready() else {
+                return;
+            };
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .running()
+                    .iter()
+                    .map(|&i| {
+                        let log = self.nodes[i].log();
+                        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                        format!(
+                            "--- {} log tail:\n{}",
+                            Self::server_name(i),
+                            tail.join("\n")
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "the cluster was not ready within {timeout:?}: {why}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// `n` distinct free loopback ports (bound to :0, read, released). Another process may take
+/// one before it is used: callers must cope (see [`Cluster::start_with`]).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// Poll `f` every 100 ms until it returns `Ok`, or panic after `timeout` with its last `Err`.
+#[track_caller]
+pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > deadline => {
+                panic!("{what}: not true within {timeout:?}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The ports file of server `pid` in `dir`, parsed (None while absent or half written).
+fn read_ports_value(dir: &Path, pid: u32) -> Option<Value> {
     let suffix = format!("_{pid}.ports");
     for entry in std::fs::read_dir(dir).ok()? {
         let entry = entry.ok()?;
@@ -257,8 +651,7 @@ fn read_ports_file(dir: &Path, pid: u32) -> Option<String> {
             continue;
         }
         let text = std::fs::read_to_string(entry.path()).ok()?;
-        let v: Value = serde_json::from_str(&text).ok()?; // may be half written: retry
-        return v["nats"][0].as_str().map(str::to_string);
+        return serde_json::from_str(&text).ok(); // may be half written: retry
     }
     None
 }
@@ -525,6 +918,52 @@ impl JetStream {
             .unwrap_or_else(|_| panic!("timed out connecting to {url}"))
             .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
         JetStream { rt, client }
+    }
+
+    /// Like [`connect`](Self::connect), returning the error instead of panicking.
+    pub fn try_connect(url: &str) -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let client = rt
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url)).await
+            })
+            .map_err(|_| format!("timed out connecting to {url}"))?
+            .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        Ok(JetStream { rt, client })
+    }
+
+    /// A raw request (any subject) with a JSON body and a timeout; the reply parsed as JSON.
+    /// Never panics: timeouts, no responders and non-JSON replies are `Err`.
+    pub fn try_request(
+        &self,
+        subject: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let payload = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).unwrap()
+        };
+        let client = self.client.clone();
+        let subject_owned = subject.to_string();
+        let msg = self
+            .rt
+            .block_on(async move {
+                tokio::time::timeout(timeout, client.request(subject_owned, payload.into())).await
+            })
+            .map_err(|_| format!("{subject}: no reply within {timeout:?}"))?
+            .map_err(|e| format!("{subject}: {e}"))?;
+        serde_json::from_slice(&msg.payload).map_err(|e| {
+            format!(
+                "reply to {subject} is not JSON ({e}): {}",
+                String::from_utf8_lossy(&msg.payload)
+            )
+        })
     }
 
     /// A raw JetStream API request: `subject` with a JSON body; the reply parsed as JSON.
