@@ -5,7 +5,7 @@ use crate::buses::nats::{consumer, stream};
 use crate::config::broker;
 use crate::error::{Error, Result};
 use crate::model::{BROKER, CONSUMER, Change, Output, Ref, STREAM, Spec};
-use crate::targets::self_hosted;
+use crate::targets::{kubernetes, self_hosted};
 
 fn unknown(rtype: &str) -> Error {
     Error::NotFound(format!(
@@ -19,7 +19,10 @@ fn broker_cfg(spec: &Spec) -> Result<broker::BrokerCfg> {
 
 pub fn create(spec: &Spec) -> Result<Output> {
     match spec.rtype.as_str() {
-        BROKER => self_hosted::create(spec, &broker_cfg(spec)?),
+        BROKER => match broker_cfg(spec)? {
+            c if c.deploy_target == kubernetes::TARGET => kubernetes::create(spec),
+            c => self_hosted::create(spec, &c),
+        },
         STREAM => stream::create(spec),
         CONSUMER => consumer::create(spec),
         t => Err(unknown(t)),
@@ -28,6 +31,7 @@ pub fn create(spec: &Spec) -> Result<Output> {
 
 pub fn read(r: &Ref) -> Result<Output> {
     match r.rtype.as_str() {
+        BROKER if kubernetes::owns(&r.provider_id) => kubernetes::read(r),
         BROKER => self_hosted::read(r),
         STREAM => stream::read(r),
         CONSUMER => consumer::read(r),
@@ -37,7 +41,10 @@ pub fn read(r: &Ref) -> Result<Output> {
 
 pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
     match r.rtype.as_str() {
-        BROKER => self_hosted::update(spec, &broker_cfg(spec)?),
+        BROKER => match broker_cfg(spec)? {
+            c if c.deploy_target == kubernetes::TARGET => kubernetes::update(r, spec),
+            c => self_hosted::update(spec, &c),
+        },
         STREAM => stream::update(r, spec),
         CONSUMER => consumer::update(r, spec),
         t => Err(unknown(t)),
@@ -46,6 +53,7 @@ pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
 
 pub fn delete(r: &Ref) -> Result<()> {
     match r.rtype.as_str() {
+        BROKER if kubernetes::owns(&r.provider_id) => kubernetes::delete(r),
         BROKER => self_hosted::delete(r),
         STREAM => stream::delete(r),
         CONSUMER => consumer::delete(r),
@@ -56,6 +64,7 @@ pub fn delete(r: &Ref) -> Result<()> {
 /// Desired spec against current outputs, without touching the server.
 pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     match spec.rtype.as_str() {
+        BROKER if kubernetes::targets(spec) => kubernetes::diff(spec, current),
         BROKER => self_hosted::diff(spec, current),
         STREAM => stream::diff_output(spec, current),
         CONSUMER => consumer::diff_output(spec, current),

@@ -241,6 +241,7 @@ pub fn resolve(desired: &[Spec], current: &[State]) -> Result<Vec<Spec>> {
             }
         }
     }
+    diags.extend(crate::targets::kubernetes::unreachable_streams(&resolved));
     if !diags.is_empty() {
         return Err(Error::Validation(diags));
     }

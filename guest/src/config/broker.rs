@@ -17,7 +17,7 @@ pub const TARGETS: &[&str] = &[
     "aws.kinesis",
 ];
 /// Targets this release can provision.
-pub const IMPLEMENTED: &[(&str, &str)] = &[("nats", "self_hosted")];
+pub const IMPLEMENTED: &[(&str, &str)] = &[("nats", "self_hosted"), ("nats", "kubernetes")];
 /// The pairs the original plugin allowed.
 const ALLOWED: &[(&str, &[&str])] = &[
     (
@@ -178,6 +178,11 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
             );
         }
     }
+    if target == crate::targets::kubernetes::TARGET {
+        f.ignore("kubernetes");
+        f.diags
+            .extend(crate::targets::kubernetes::check(resource, config, ""));
+    }
     let diags = f.finish(&[
         "provider",
         "deploy_target",
@@ -321,7 +326,7 @@ mod tests {
         );
         let d = parse(
             "b",
-            &cfg(r#"{"provider":"nats","deploy_target":"kubernetes"}"#),
+            &cfg(r#"{"provider":"nats","deploy_target":"aws.ecs"}"#),
         )
         .unwrap_err();
         assert!(d.iter().any(|d| d.message.contains("not implemented")));

@@ -1,4 +1,5 @@
 //! Deploy targets: where a broker runs and what endpoint it yields. Adding one is a file
 //! here and a line in `drivers.rs`.
 
+pub mod kubernetes;
 pub mod self_hosted;

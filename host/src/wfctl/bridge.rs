@@ -214,6 +214,7 @@ impl Bridge {
         {
             for u in cfg
                 .get("url")
+                .filter(|v| !v.is_null())
                 .or_else(|| cfg.get("urls"))
                 .map(url_list)
                 .unwrap_or_default()
