@@ -17,8 +17,9 @@ build:
 demo: build
     scripts/demo.sh examples/bmw/infra.yaml
 
-# Every test: the guest's and host's unit tests, then the end-to-end suites against real servers.
-test: build
+# Every test: the guest's and host's unit tests, then the end-to-end suites against real servers
+# (the sandbox proof among them, hence the hostile component).
+test: build hostile
     cargo test --workspace --no-fail-fast
 
 # Prove the .wasm is a real component (prints the component header and its world).
@@ -60,3 +61,12 @@ wfctl-conformance: build
     done
     echo "conformance: $passed/${#scenarios[@]} scenarios passed"
     [ "$passed" = "${#scenarios[@]}" ]
+
+# The hostile component the sandbox proof runs (tests/hostile, wasm32-wasip2).
+hostile:
+    cargo build -p eventbus-hostile --target wasm32-wasip2 --release
+
+# The sandbox proof: a hostile component attacks the host in every way it can; one line per
+# attack, then `sandbox: N attacks, M contained, E escapes`. `just sandbox NATS` runs a subset.
+sandbox *filter: hostile
+    cargo test -p eventbus-tests --test sandbox -- {{filter}}

@@ -341,7 +341,7 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
         .headers()
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "set-cookie" | "www-authenticate"))
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), caps.secrets.mask(v))))
         .collect();
     let bytes = resp.bytes().await.map_err(|e| CapError::Unavailable(format!("{account}: reading the response: {e}")))?;
     if bytes.len() > caps.limits.max_payload {

@@ -110,7 +110,7 @@ pub async fn fetch(caps: &super::Caps, req: Request) -> Result<Response, CapErro
     }
     let resp = b.body(req.body).send().await.map_err(|e| CapError::Unavailable(format!("{origin}: {e}")))?;
     let status = resp.status().as_u16();
-    let headers = resp.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string()))).collect();
+    let headers = resp.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), caps.secrets.mask(v)))).collect();
     let bytes = resp.bytes().await.map_err(|e| CapError::Unavailable(format!("{origin}: {e}")))?;
     let body = bytes.iter().take(caps.limits.max_payload).copied().collect::<Vec<u8>>();
     let body = match std::str::from_utf8(&body) {

@@ -10,15 +10,20 @@ impl Host for HostState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
-        let message: String = message.chars().take(4096).collect();
-        let fields: String = fields
+        // Redact before cutting to length (a value straddling the cut would otherwise leave
+        // its first characters behind, no longer matching the whole value), on a prefix with
+        // room for any value past the cut, so a 16 MiB line costs no more than a short one.
+        let secrets = &self.caps.secrets;
+        let cut = |s: &str| -> String {
+            let head: String = s.chars().take(4096 + (64 << 10)).collect();
+            secrets.redact(&head).chars().take(4096).collect()
+        };
+        let message = cut(&message);
+        let fields = cut(&fields
             .iter()
             .map(|(k, v)| format!(" {k}={v}"))
-            .collect::<String>()
-            .chars()
-            .take(4096)
-            .collect();
-        let text = self.caps.secrets.redact(&format!("{message}{fields}"));
+            .collect::<String>());
+        let text = format!("{message}{fields}");
         match level {
             Level::Trace => tracing::trace!(target: "guest", "{text}"),
             Level::Debug => tracing::debug!(target: "guest", "{text}"),

@@ -95,6 +95,21 @@ impl NatsCap {
         grant_key(url).is_some_and(|k| self.grants.read().expect("grants").contains(&k))
     }
 
+    /// The same check on the url as the connector parses it (WHATWG rules): `grant_key`'s
+    /// plain split would read `nats://evil:1#@granted:2` or `ws://evil:1\@granted:2` as the
+    /// granted host, while the client dials `evil`.
+    fn granted_as_dialled(&self, url: &str) -> bool {
+        let Ok(a) = url.parse::<ServerAddr>() else {
+            return false;
+        };
+        let host = if a.host().contains(':') {
+            format!("[{}]", a.host())
+        } else {
+            a.host().to_string()
+        };
+        self.granted(&format!("{}://{host}:{}", a.scheme(), a.port()))
+    }
+
     pub fn broker_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .brokers
@@ -214,7 +229,7 @@ impl NatsCap {
         secrets: &super::secrets::SecretStore,
     ) -> Result<Client, CapError> {
         for u in &e.urls {
-            if !self.granted(u) {
+            if !self.granted(u) || !self.granted_as_dialled(u) {
                 return Err(CapError::Denied(format!(
                     "NATS endpoint {u} is not granted: declare it as the url of a self_hosted infra.eventbus resource, or add it to `allow_nats` in the iac.provider module config"
                 )));
@@ -495,5 +510,25 @@ mod tests {
         assert!(!cap.granted("ws://example.com:4222"));
         assert!(!cap.granted("nats://example.com:4223"));
         assert!(!cap.granted("nats://other:4222"));
+    }
+
+    #[test]
+    fn urls_are_judged_as_the_client_will_dial_them() {
+        // A naive split sees the granted host after the '@'; the url parser sees `evil`.
+        let cap = NatsCap::default();
+        cap.grant("nats://granted:4222");
+        cap.grant("ws://granted:80");
+        assert!(cap.granted_as_dialled("nats://granted:4222"));
+        assert!(cap.granted_as_dialled("ws://granted"));
+        for sneaky in [
+            "nats://evil:4222#@granted:4222",
+            "ws://evil:80\\@granted:80",
+            "nats://granted:4222@evil:4222",
+        ] {
+            assert!(!cap.granted_as_dialled(sneaky), "{sneaky}");
+        }
+        // The naive check alone would have let the first two through.
+        assert!(cap.granted("nats://evil:4222#@granted:4222"));
+        assert!(cap.granted("ws://evil:80\\@granted:80"));
     }
 }

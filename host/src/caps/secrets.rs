@@ -14,6 +14,9 @@ pub const SUFFIX: &str = "}}";
 #[derive(Default)]
 pub struct SecretStore {
     values: RwLock<HashMap<String, String>>,
+    /// Names known only to be masked and redacted (operator credentials the host uses
+    /// itself): no handle resolves to them, so no guest request can carry them.
+    host_only: RwLock<std::collections::HashSet<String>>,
     /// Where generated secrets are kept between runs (0600), if anywhere.
     generated_file: RwLock<Option<std::path::PathBuf>>,
 }
@@ -35,15 +38,23 @@ impl SecretStore {
     /// Knows a value only to mask and redact it (an operator credential the guest never uses).
     pub fn remember(&self, name: &str, value: String) {
         self.put(name, value);
+        self.host_only
+            .write()
+            .expect("secret store")
+            .insert(name.to_string());
     }
 
-    /// Every known value in `text` replaced by its handle (responses going into the guest).
+    /// Every known value in `text` replaced by its handle (responses going into the guest),
+    /// also where an API reflects it JSON-escaped or base64-encoded (a Kubernetes Secret's
+    /// `data`), so storing a handle and reading it back does not reveal the value.
     pub fn mask(&self, text: &str) -> String {
         let values = self.values.read().expect("secret store");
         let mut out = text.to_string();
         for (name, v) in values.iter() {
-            if v.len() >= 4 && out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), &Self::handle(name));
+            for form in forms(v) {
+                if out.contains(form.as_str()) {
+                    out = out.replace(form.as_str(), &Self::handle(name));
+                }
             }
         }
         out
@@ -83,19 +94,96 @@ impl SecretStore {
     /// The value behind a handle, for the host's own use only.
     pub fn resolve(&self, handle: &str) -> Option<String> {
         let name = handle.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+        if self.host_only.read().expect("secret store").contains(name) {
+            return None;
+        }
         self.values.read().expect("secret store").get(name).cloned()
     }
 
-    /// Every value, so output paths can redact them.
+    /// A guest may have a handle for `name` (known, and not host-only).
+    pub fn has(&self, name: &str) -> bool {
+        self.values.read().expect("secret store").contains_key(name)
+            && !self.host_only.read().expect("secret store").contains(name)
+    }
+
+    /// Every value, so output paths can redact them (in the same forms `mask` knows).
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for v in self.values.read().expect("secret store").values() {
-            if v.len() >= 4 {
-                out = out.replace(v.as_str(), "[redacted]");
+            for form in forms(v) {
+                out = out.replace(form.as_str(), "[redacted]");
             }
         }
         out
     }
+}
+
+/// The forms a value takes in text the host passes on: as is; JSON-escaped the way serde,
+/// Go (`<`, `>`, `&` as `\u003c`...) and Python (non-ASCII as `\uXXXX`) write it, once or
+/// twice; and each of those base64-encoded (standard and URL-safe) at the three alignments it
+/// can have inside a longer encoded string, keeping only the characters that depend on the
+/// value alone. Values shorter than 4 characters are not looked for.
+fn forms(v: &str) -> Vec<String> {
+    if v.len() < 4 {
+        return Vec::new();
+    }
+    let escape = |s: &str, go: bool, ascii: bool| {
+        let mut out = String::new();
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if go => {
+                    out.push_str(&format!("\\u{:04x}", c as u32))
+                }
+                c if (c as u32) < 0x20 || (ascii && !c.is_ascii()) => {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{u:04x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let mut texts = vec![v.to_string()];
+    for (go, ascii) in [(false, false), (true, false), (false, true), (true, true)] {
+        let once = escape(v, go, ascii);
+        texts.push(escape(&once, false, false));
+        texts.push(once);
+    }
+    texts.sort();
+    texts.dedup();
+    let mut out = Vec::new();
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for text in &texts {
+        for offset in 0..3usize {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(text.as_bytes());
+            // Character i covers bits [6i, 6i+6): keep those made of the text's bits only.
+            let (first, last) = ((offset * 8).div_ceil(6), bytes.len() * 8 / 6);
+            let core: String = (first..last)
+                .map(|i| {
+                    let (byte, shift) = ((6 * i) / 8, (6 * i) % 8);
+                    let word = (u16::from(bytes[byte]) << 8)
+                        | u16::from(bytes.get(byte + 1).copied().unwrap_or(0));
+                    T[((word >> (10 - shift)) & 63) as usize] as char
+                })
+                .collect();
+            if core.len() >= 6 {
+                out.push(core.replace('+', "-").replace('/', "_"));
+                out.push(core);
+            }
+        }
+    }
+    out.extend(texts);
+    out.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    out.dedup();
+    out
 }
 
 /// Writes a file only its owner can read, atomically.
@@ -140,23 +228,14 @@ pub fn lookup_named(name: &str) -> Option<String> {
 impl Host for HostState {
     async fn named(&mut self, name: String) -> wasmtime::Result<Result<String, CapError>> {
         tracing::debug!(%name, "secrets.named");
-        Ok(
-            if self
-                .caps
-                .secrets
-                .values
-                .read()
-                .expect("secret store")
-                .contains_key(&name)
-            {
-                Ok(SecretStore::handle(&name))
-            } else {
-                Err(CapError::Unknown(format!(
-                    "secret {name:?} is not configured: reference it as secret://{name} and set EVENTBUS_SECRET_{}",
-                    name.to_uppercase()
-                )))
-            },
-        )
+        Ok(if self.caps.secrets.has(&name) {
+            Ok(SecretStore::handle(&name))
+        } else {
+            Err(CapError::Unknown(format!(
+                "secret {name:?} is not configured: reference it as secret://{name} and set EVENTBUS_SECRET_{}",
+                name.to_uppercase()
+            )))
+        })
     }
 
     async fn generate(&mut self, name: String, length: u32) -> wasmtime::Result<Result<String, CapError>> {
@@ -183,6 +262,41 @@ mod tests {
         assert_eq!(s.resolve("{{secret:other}}"), None);
         assert_eq!(s.redact("token=s3cr3t-value"), "token=[redacted]");
         assert_eq!(s.mask("echo s3cr3t-value"), "echo {{secret:b/credentials.token}}");
+    }
+
+    #[test]
+    fn reflected_forms_are_masked_and_host_only_values_never_resolve() {
+        // An API that stores a handle's value and returns it base64-encoded (a Kubernetes
+        // Secret) or JSON-escaped must not hand the value to the guest.
+        let s = SecretStore::default();
+        s.put("p", "pa\"ss/word+0123456789".into());
+        s.remember("cloud/a/token", "operator-token-value".into());
+        let b64 = |b: &[u8]| {
+            const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            b.chunks(3)
+                .flat_map(|c| {
+                    let n = (c[0] as u32) << 16
+                        | (*c.get(1).unwrap_or(&0) as u32) << 8
+                        | *c.get(2).unwrap_or(&0) as u32;
+                    (0..4).map(move |i| T[(n >> (18 - 6 * i) & 63) as usize] as char)
+                })
+                .collect::<String>()
+        };
+        for prefix in ["", "x", "xy", "xyz"] {
+            let enc = b64(format!("{prefix}pa\"ss/word+0123456789").as_bytes());
+            let core = &enc[prefix.len() * 2..prefix.len() * 2 + 8];
+            assert!(!s.mask(&enc).contains(core), "{prefix:?}");
+        }
+        assert_eq!(
+            s.mask(r#"{"v":"pa\"ss/word+0123456789"}"#),
+            r#"{"v":"{{secret:p}}"}"#
+        );
+        assert_eq!(s.resolve("{{secret:cloud/a/token}}"), None);
+        assert!(!s.has("cloud/a/token") && s.has("p"));
+        assert_eq!(
+            s.mask("Bearer operator-token-value"),
+            "Bearer {{secret:cloud/a/token}}"
+        );
     }
 
     #[test]

@@ -116,7 +116,11 @@ impl Runtime {
     /// A fresh instance in its own store.
     pub async fn instance(&self) -> Result<Guest> {
         let state = HostState {
-            wasi: WasiCtx::builder().build(),
+            // No env, args, files, sockets or stdio; clocks at CLOCK_RESOLUTION.
+            wasi: WasiCtx::builder()
+                .wall_clock(limits::CoarseWallClock)
+                .monotonic_clock(limits::CoarseMonotonicClock::new())
+                .build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.memory_bytes)
