@@ -41,7 +41,18 @@ fn auth_json(c: &Option<Credentials>) -> Value {
 
 /// Asks JetStream for the account info: proves the server is there and has JetStream.
 fn verify(js: &Js, resource: &str) -> Result<Value> {
-    match js.request("INFO", None)? {
+    let answer = match js.request("INFO", None) {
+        // Nobody serves the JetStream API there: not enabled, or another domain.
+        Err(Error::Transient(m)) if m.contains("no responders") => {
+            let ep = js.where_to();
+            return Err(match ep.domain {
+                Some(d) => Error::invalid(resource, "config.domain", format!("no JetStream answers in domain {d:?} at {}", ep.urls.join(", ")), "check the server's jetstream.domain setting and use the same name, or remove domain"),
+                None => Error::invalid(resource, "config.url", format!("no JetStream answers at {}", ep.urls.join(", ")), "start nats-server with -js (or enable jetstream in its config), or set the JetStream domain"),
+            });
+        }
+        other => other?,
+    };
+    match answer {
         Ok(v) => Ok(v),
         Err(e) if e.code == 503 || e.err_code == 10039 => Err(Error::invalid(
             resource,

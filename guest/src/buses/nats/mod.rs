@@ -17,7 +17,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-const TIMEOUT_MS: u32 = 10_000;
+const TIMEOUT_MS: u32 = 5_000;
+const ATTEMPTS: u32 = 3;
+
+/// JetStream's own "try again" (503, e.g. 10008 during a leader election).
+fn temporarily_unavailable(reply: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(reply).ok().and_then(|v| v.pointer("/error/code").and_then(Value::as_u64)) == Some(503)
+        && !String::from_utf8_lossy(reply).contains("not enabled")
+}
 
 /// A JetStream API error as the server reports it.
 #[derive(Debug, Clone)]
@@ -52,13 +59,14 @@ thread_local! {
 }
 
 fn cap_error(e: CapError, what: &str) -> Error {
+    let text = |m: String| if m.starts_with(what) { m } else { format!("{what}: {m}") };
     match e {
-        CapError::Denied(m) => Error::Forbidden(format!("{what}: {m}")),
-        CapError::Unavailable(m) => Error::Transient(format!("{what}: {m}")),
-        CapError::Invalid(m) => Error::Internal(format!("{what}: {m}")),
+        CapError::Denied(m) => Error::Forbidden(text(m)),
+        CapError::Unavailable(m) => Error::Transient(text(m)),
+        CapError::Invalid(m) => Error::Internal(text(m)),
         // Not "not found": a broker the host cannot reach says nothing about the resource, and
         // wfctl would drop a resource from state on a not-found delete.
-        CapError::Unknown(m) => Error::invalid("", "config.broker_ref", format!("{what}: {m}"), "apply or declare the broker in the same run, or grant it in the iac.provider config (allow_nats)"),
+        CapError::Unknown(m) => Error::invalid("", "config.broker_ref", text(m), "apply or declare the broker in the same run, or grant it in the iac.provider config (allow_nats)"),
     }
 }
 
@@ -126,10 +134,22 @@ impl Js {
             .map(|b| serde_json::to_vec(b).unwrap_or_default())
             .unwrap_or_default();
         crate::log::debug(&format!("request {subject}"));
-        let reply = self
-            .conn
-            .request(&subject, &payload, TIMEOUT_MS)
-            .map_err(|e| cap_error(e, &subject))?;
+        // A cluster electing a leader answers late or "temporarily unavailable" for a moment:
+        // retry with backoff. Every request we send is idempotent, so a retry after a lost
+        // reply is safe.
+        let mut attempt = 0u32;
+        let reply = loop {
+            match self.conn.request(&subject, &payload, TIMEOUT_MS) {
+                Ok(r) if attempt + 1 < ATTEMPTS && temporarily_unavailable(&r) => {}
+                Ok(r) => break r,
+                Err(CapError::Unavailable(m)) if attempt + 1 < ATTEMPTS => {
+                    crate::log::debug(&format!("{subject}: {m}; retrying"));
+                }
+                Err(e) => return Err(cap_error(e, &subject)),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250 << attempt));
+            attempt += 1;
+        };
         let v: Value = serde_json::from_slice(&reply)
             .map_err(|e| Error::Internal(format!("{subject}: reply is not JSON ({e})")))?;
         if let Some(err) = v.get("error") {
