@@ -5,7 +5,7 @@ use crate::buses::nats::{consumer, stream};
 use crate::config::broker;
 use crate::error::{Error, Result};
 use crate::model::{BROKER, CONSUMER, Change, Output, Ref, STREAM, Spec};
-use crate::targets::{kubernetes, self_hosted};
+use crate::targets::{digitalocean, kubernetes, self_hosted};
 
 fn unknown(rtype: &str) -> Error {
     Error::NotFound(format!(
@@ -20,6 +20,7 @@ fn broker_cfg(spec: &Spec) -> Result<broker::BrokerCfg> {
 pub fn create(spec: &Spec) -> Result<Output> {
     match spec.rtype.as_str() {
         BROKER => match broker_cfg(spec)? {
+            c if c.deploy_target == digitalocean::TARGET => digitalocean::create(spec),
             c if c.deploy_target == kubernetes::TARGET => kubernetes::create(spec),
             c => self_hosted::create(spec, &c),
         },
@@ -31,6 +32,7 @@ pub fn create(spec: &Spec) -> Result<Output> {
 
 pub fn read(r: &Ref) -> Result<Output> {
     match r.rtype.as_str() {
+        BROKER if digitalocean::owns(&r.provider_id) => digitalocean::read(r),
         BROKER if kubernetes::owns(&r.provider_id) => kubernetes::read(r),
         BROKER => self_hosted::read(r),
         STREAM => stream::read(r),
@@ -42,6 +44,7 @@ pub fn read(r: &Ref) -> Result<Output> {
 pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
     match r.rtype.as_str() {
         BROKER => match broker_cfg(spec)? {
+            c if c.deploy_target == digitalocean::TARGET => digitalocean::update(r, spec),
             c if c.deploy_target == kubernetes::TARGET => kubernetes::update(r, spec),
             c => self_hosted::update(spec, &c),
         },
@@ -53,6 +56,7 @@ pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
 
 pub fn delete(r: &Ref) -> Result<()> {
     match r.rtype.as_str() {
+        BROKER if digitalocean::owns(&r.provider_id) => digitalocean::delete(r),
         BROKER if kubernetes::owns(&r.provider_id) => kubernetes::delete(r),
         BROKER => self_hosted::delete(r),
         STREAM => stream::delete(r),
@@ -64,6 +68,7 @@ pub fn delete(r: &Ref) -> Result<()> {
 /// Desired spec against current outputs, without touching the server.
 pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     match spec.rtype.as_str() {
+        BROKER if digitalocean::targets(spec) => digitalocean::diff(spec, current),
         BROKER if kubernetes::targets(spec) => kubernetes::diff(spec, current),
         BROKER => self_hosted::diff(spec, current),
         STREAM => stream::diff_output(spec, current),

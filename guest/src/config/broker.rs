@@ -17,7 +17,11 @@ pub const TARGETS: &[&str] = &[
     "aws.kinesis",
 ];
 /// Targets this release can provision.
-pub const IMPLEMENTED: &[(&str, &str)] = &[("nats", "self_hosted"), ("nats", "kubernetes")];
+pub const IMPLEMENTED: &[(&str, &str)] = &[
+    ("nats", "self_hosted"),
+    ("nats", "digitalocean.app_platform"),
+    ("nats", "kubernetes"),
+];
 /// The pairs the original plugin allowed.
 const ALLOWED: &[(&str, &[&str])] = &[
     (
@@ -159,7 +163,7 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
                 "set jetstream.enabled: true",
             );
         }
-        for k in ["max_storage_bytes", "max_memory_bytes", "max_age"] {
+        for k in ["max_storage_bytes", "max_memory_bytes", "max_age", "store"] {
             js.ignore(k);
         }
         f.diags.extend(js.finish(&[
@@ -167,6 +171,7 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
             "max_storage_bytes",
             "max_memory_bytes",
             "max_age",
+            "store",
         ]));
     }
     for k in ["limits", "kafka", "kinesis"] {
@@ -177,6 +182,11 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
                 format!("remove {k}"),
             );
         }
+    }
+    if target == crate::targets::digitalocean::TARGET {
+        f.ignore("digitalocean");
+        f.diags
+            .extend(crate::targets::digitalocean::validate(resource, config));
     }
     if target == crate::targets::kubernetes::TARGET {
         f.ignore("kubernetes");
@@ -233,7 +243,7 @@ fn cred_kind(c: &Credentials) -> &'static str {
     }
 }
 
-fn read_credentials(f: &mut Fields) -> Option<Credentials> {
+pub fn read_credentials(f: &mut Fields) -> Option<Credentials> {
     let mut c = f.object("credentials")?;
     let secret = |c: &mut Fields, key: &str| -> Option<String> {
         let v = c.str(key)?;
