@@ -73,7 +73,7 @@ pub fn detect_drift(refs: &[Ref], specs: &[Spec]) -> Result<Vec<Drift>> {
             Err(e) => return Err(e),
             Ok(live) => {
                 let changes = match spec {
-                    Some(s) if r.rtype != BROKER => drivers::diff(s, &live)?,
+                    Some(s) => drivers::diff(s, &live)?,
                     _ => vec![],
                 };
                 if changes.is_empty() {
