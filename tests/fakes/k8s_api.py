@@ -62,6 +62,13 @@ import threading
 import time
 import uuid
 
+
+def _die_with_parent():
+    """In the pod process before exec: SIGKILL it when the thread that started it (the
+    controller, alive as long as the fake) goes away, so no server outlives its test."""
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
 try:
     import kubernetes_validate
 except ImportError:  # pragma: no cover - reported to the test
@@ -835,7 +842,10 @@ class Kubelet:
                 env[e["name"]] = pod_name
         cmd = [args.nats_server] + argv + ["-a", "127.0.0.1", "-p", str(args.pod_port), "-m", str(free_port())]
         log = open(os.path.join(root, "nats.log"), "ab")
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # Pods start only on the controller thread, which lives as long as this process, so the
+        # kernel's parent-death signal kills them when the fake dies in any way.
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent)
         self.pods[key] = {"proc": proc, "revision": revision, "image": c.get("image"), "root": root, "cmd": cmd,
                           "started": time.time()}
         return True
