@@ -237,6 +237,43 @@ fn kubeconfig(path: &str, context: Option<&str>) -> Result<Kube, String> {
     })
 }
 
+/// An app a granted cloud account runs for us (App Platform's `live_url`) is the endpoint a
+/// broker of this run produced: its WebSocket form is granted for NATS, so the guest can check
+/// the broker answers before create returns.
+/// A URL the guest itself sent is not one the platform produced (an API that echoes requests
+/// must not become a way to grant endpoints), so those are skipped.
+fn grant_live_urls(caps: &super::Caps, body: &[u8], sent: &[u8]) {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    match (k.as_str(), x) {
+                        ("live_url", Value::String(u)) => out.push(u.clone()),
+                        _ => walk(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return };
+    let mut urls = Vec::new();
+    walk(&v, &mut urls);
+    let sent = String::from_utf8_lossy(sent);
+    for u in urls.into_iter().filter(|u| !sent.contains(u.as_str())) {
+        let ws = if let Some(rest) = u.strip_prefix("https://") {
+            format!("wss://{}", rest.trim_end_matches('/'))
+        } else if let Some(rest) = u.strip_prefix("http://") {
+            format!("ws://{}", rest.trim_end_matches('/'))
+        } else {
+            continue;
+        };
+        tracing::debug!(url = %ws, "granting the NATS endpoint of an app the cloud account runs");
+        caps.nats.grant(&ws);
+    }
+}
+
 /// Refuses paths that could climb out of a granted prefix once a server normalises them.
 pub fn check_path(path: &str) -> Result<(), String> {
     let lower = path.to_ascii_lowercase();
@@ -334,6 +371,7 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
     if let Auth::Bearer(t) = &acct.auth {
         builder = builder.bearer_auth(t);
     }
+    let req_body = req.body.clone();
     let body = substitute(&req.body, &caps.secrets, json)?;
     let resp = builder.body(body).send().await.map_err(|e| CapError::Unavailable(caps.secrets.redact(&format!("{account}: {method} {path}: {e}"))))?;
     let status = resp.status().as_u16();
@@ -347,6 +385,7 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
     if bytes.len() > caps.limits.max_payload {
         return Err(CapError::Invalid(format!("response of {} bytes exceeds the {}-byte limit", bytes.len(), caps.limits.max_payload)));
     }
+    grant_live_urls(caps, &bytes, &req_body);
     let body = match std::str::from_utf8(&bytes) {
         Ok(t) => caps.secrets.mask(t).into_bytes(),
         Err(_) => bytes.to_vec(),

@@ -8,6 +8,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall time one guest call may take, host calls included.
     pub call_timeout: Duration,
+    /// Wall time for creating, updating or deleting a broker, which waits for a platform
+    /// (a rollout, a deployment) that takes minutes.
+    pub broker_call_timeout: Duration,
     /// Largest NATS request or reply payload crossing the boundary.
     pub max_payload: usize,
     /// Bytes one host call may copy out of the guest (Wasmtime hostcall fuel).
@@ -19,6 +22,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(120),
+            broker_call_timeout: Duration::from_secs(30 * 60),
             max_payload: 1 << 20,
             hostcall_bytes: 16 << 20,
         }

@@ -144,6 +144,7 @@ impl Runtime {
             bindings,
             limits: self.limits.clone(),
             poisoned: false,
+            next_timeout: None,
         })
     }
 }
@@ -154,6 +155,8 @@ pub struct Guest {
     bindings: EventbusProvider,
     limits: Limits,
     pub poisoned: bool,
+    /// The deadline of the next call only, when it is not the usual one.
+    next_timeout: Option<Duration>,
 }
 
 /// Runs one export under the per-call deadline; a trap or timeout poisons the instance.
@@ -162,9 +165,9 @@ macro_rules! call {
         if $self.poisoned {
             return Err(anyhow!("this component instance trapped earlier and cannot be entered again"));
         }
-        let ticks = ($self.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let timeout = $self.next_timeout.take().unwrap_or($self.limits.call_timeout);
+        let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         $self.store.set_epoch_deadline(ticks);
-        let timeout = $self.limits.call_timeout;
         let fut = $self.bindings.$iface().$method(&mut $self.store, $($arg),*);
         let out = match tokio::time::timeout(timeout + Duration::from_secs(1), fut).await {
             Ok(Ok(v)) => Ok(v),
@@ -252,7 +255,15 @@ impl Guest {
     pub async fn schema(&mut self, rtype: &str) -> GuestResult<String> {
         call!(self, eventbus_iac_provider.call_schema(rtype))
     }
+    /// Brokers wait for their platform: their driver calls get the longer deadline.
+    fn for_type(&mut self, rtype: &str) {
+        if rtype == "infra.eventbus" {
+            self.next_timeout = Some(self.limits.broker_call_timeout);
+        }
+    }
+
     pub async fn create(&mut self, spec: &wit::ResourceSpec) -> GuestResult<wit::ResourceOutput> {
+        self.for_type(&spec.resource_type);
         call!(
             self,
             eventbus_iac_driver.call_create(&spec.resource_type, spec)
@@ -266,12 +277,14 @@ impl Guest {
         r: &wit::ResourceRef,
         spec: &wit::ResourceSpec,
     ) -> GuestResult<wit::ResourceOutput> {
+        self.for_type(&r.resource_type);
         call!(
             self,
             eventbus_iac_driver.call_update(&r.resource_type, r, spec)
         )
     }
     pub async fn delete(&mut self, r: &wit::ResourceRef) -> GuestResult<()> {
+        self.for_type(&r.resource_type);
         call!(self, eventbus_iac_driver.call_delete(&r.resource_type, r))
     }
     pub async fn diff(
