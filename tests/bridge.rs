@@ -1136,7 +1136,7 @@ fn a_guest_timeout_fails_one_call_and_the_next_call_gets_a_fresh_instance() {
     let nats = NatsServer::start();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("nats://{}", silent.local_addr().unwrap());
-    let plugin = Plugin::start_with(&[("EVENTBUS_CALL_TIMEOUT", "1")]);
+    let plugin = Plugin::start_with(&[("EVENTBUS_CALL_TIMEOUT", "1"), ("EVENTBUS_BROKER_CALL_TIMEOUT", "1")]);
     plugin.initialize(json!({"provider": "eventbus"})).unwrap();
     let stuck = spec(
         "stuck",

@@ -47,6 +47,10 @@ struct Cli {
         env = "EVENTBUS_CALL_TIMEOUT"
     )]
     call_timeout: u64,
+    /// Sandbox: wall-clock limit for creating, updating or deleting a broker (platform
+    /// rollouts take minutes), in seconds.
+    #[arg(long, global = true, default_value_t = 1800, env = "EVENTBUS_BROKER_CALL_TIMEOUT")]
+    broker_call_timeout: u64,
     /// Component instances working at once: independent actions run in parallel.
     #[arg(long, global = true, default_value_t = 8, env = "EVENTBUS_PARALLELISM")]
     parallelism: usize,
@@ -153,6 +157,7 @@ fn main() {
         limits: Limits {
             memory_bytes: cli.memory_mib << 20,
             call_timeout: Duration::from_secs(cli.call_timeout.max(1)),
+            broker_call_timeout: Duration::from_secs(cli.broker_call_timeout.max(1)),
             ..Limits::default()
         },
     };

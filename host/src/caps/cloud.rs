@@ -34,6 +34,7 @@ fn path_under(path: &str, prefix: &str) -> bool {
     path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
+#[derive(Clone)]
 pub enum Auth {
     None,
     Bearer(String),
@@ -41,6 +42,7 @@ pub enum Auth {
     ClientCert(Vec<u8>),
 }
 
+#[derive(Clone)]
 pub struct Account {
     pub name: String,
     pub base_url: String,
@@ -327,11 +329,15 @@ impl Host for HostState {
 pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Response, CapError> {
     let method = req.method.to_ascii_uppercase();
     tracing::debug!(%account, %method, path = %req.path, bytes = req.body.len(), "cloud.call");
-    let Some(acct) = caps.cloud.account(account) else {
+    let (found, names) = {
+        let cloud = caps.cloud.read().expect("cloud grants");
+        (cloud.account(account).cloned(), cloud.names())
+    };
+    let Some(acct) = found else {
         tracing::warn!(%account, "cloud call denied: account not granted");
         return Err(CapError::Denied(format!(
             "cloud account {account:?} is not granted: add cloud_accounts.{account} {{base_url, token, allow}} to the iac.provider module config (granted: {})",
-            if caps.cloud.names().is_empty() { "none".to_string() } else { caps.cloud.names().join(", ") }
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
         )));
     };
     let (path, query) = match req.path.split_once('?') {

@@ -72,7 +72,7 @@ pub async fn fetch(caps: &super::Caps, req: Request) -> Result<Response, CapErro
     let Some((origin, host, port)) = origin(&req.url) else {
         return Err(CapError::Denied(format!("{:?} is not an http(s) URL the host will fetch", req.url)));
     };
-    if !caps.http.allowed(&req.url) {
+    if !caps.http.read().expect("http grants").allowed(&req.url) {
         tracing::warn!(url = %req.url, "http fetch denied: not allow-listed");
         return Err(CapError::Denied(format!("HTTP to {origin} is not granted: add \"{origin}\" to `http_allow` in the iac.provider module config")));
     }

@@ -17,25 +17,34 @@ pub use capability_types::CapError;
 pub struct Caps {
     pub nats: nats::NatsCap,
     pub secrets: secrets::SecretStore,
-    pub cloud: cloud::CloudCap,
-    pub http: http::HttpCap,
+    /// Replaceable after start: under wfctl they arrive with `Initialize`.
+    pub cloud: std::sync::RwLock<cloud::CloudCap>,
+    pub http: std::sync::RwLock<http::HttpCap>,
     pub limits: Limits,
 }
 
 impl Caps {
     /// Capabilities with no cloud account granted.
     pub fn new(nats: nats::NatsCap, secrets: secrets::SecretStore, limits: Limits) -> Caps {
-        Caps { nats, secrets, cloud: cloud::CloudCap::default(), http: http::HttpCap::default(), limits }
+        Caps { nats, secrets, cloud: Default::default(), http: Default::default(), limits }
     }
 
-    pub fn with_http(mut self, http: http::HttpCap) -> Caps {
-        self.http = http;
+    pub fn with_http(self, http: http::HttpCap) -> Caps {
+        self.set_http(http);
         self
     }
 
-    pub fn with_cloud(mut self, cloud: cloud::CloudCap) -> Caps {
-        self.cloud = cloud;
+    pub fn with_cloud(self, cloud: cloud::CloudCap) -> Caps {
+        self.set_cloud(cloud);
         self
+    }
+
+    pub fn set_cloud(&self, cloud: cloud::CloudCap) {
+        *self.cloud.write().expect("cloud grants") = cloud;
+    }
+
+    pub fn set_http(&self, http: http::HttpCap) {
+        *self.http.write().expect("http grants") = http;
     }
 }
 

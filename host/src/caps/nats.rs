@@ -110,6 +110,10 @@ impl NatsCap {
         self.granted(&format!("{}://{host}:{}", a.scheme(), a.port()))
     }
 
+    pub fn knows(&self, name: &str) -> bool {
+        self.brokers.read().expect("brokers").contains_key(name)
+    }
+
     pub fn broker_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .brokers

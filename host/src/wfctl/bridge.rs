@@ -132,7 +132,17 @@ impl Bridge {
                 self.caps.nats.grant(&u);
             }
         }
-        let text = Value::Object(cfg).to_string();
+        // Cloud accounts and the HTTP allow-list stay in the host; the guest sees neither.
+        let whole = Value::Object(cfg);
+        match crate::caps::cloud::CloudCap::from_config(&whole, &self.caps.secrets) {
+            Ok(cloud) => self.caps.set_cloud(cloud),
+            Err(problems) => {
+                let text: Vec<String> = problems.iter().map(|(path, message, fix)| format!("{path}: {message} (fix: {fix})")).collect();
+                return Err(Status::invalid_argument(format!("iac: validation error: {}", self.caps.secrets.redact(&text.join("; ")))));
+            }
+        }
+        self.caps.set_http(crate::caps::http::HttpCap::from_config(&whole));
+        let text = crate::caps::cloud::guest_view(&whole).to_string();
         let mut slot = self.guest().await?;
         self.finish(slot.get().initialize(&text).await)?;
         slot.config = Some(text);
@@ -241,9 +251,23 @@ impl Bridge {
 
     /// Brokers named by refs (their provider ids carry the endpoint), so a fresh process can
     /// destroy, read or check what an earlier one created.
-    pub fn learn_refs(&self, refs: &[wit::ResourceRef]) {
+    pub async fn learn_refs(&self, refs: &[wit::ResourceRef]) {
         for r in refs.iter().filter(|r| r.resource_type == BROKER) {
             self.caps.nats.learn_from_id(&r.name, &r.provider_id);
+            if self.caps.nats.knows(&r.name) {
+                continue;
+            }
+            // A broker on a platform: ask its target (through its cloud account) where it is.
+            let Ok(mut slot) = self.guest().await else { return };
+            if let Ok(Ok(out)) = slot.get().read(r).await {
+                drop(slot);
+                if let Ok(v) = serde_json::from_str::<Value>(&out.outputs_json) {
+                    for u in v.get("urls").map(url_list).unwrap_or_default() {
+                        self.caps.nats.grant(&u);
+                    }
+                }
+                self.learn_broker(&r.name, &r.resource_type, &out.outputs_json);
+            }
         }
     }
 

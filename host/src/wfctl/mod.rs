@@ -61,6 +61,9 @@ fn limits_from_env() -> Limits {
     if let Some(s) = num("EVENTBUS_CALL_TIMEOUT") {
         l.call_timeout = Duration::from_secs(s.max(1));
     }
+    if let Some(s) = num("EVENTBUS_BROKER_CALL_TIMEOUT") {
+        l.broker_call_timeout = Duration::from_secs(s.max(1));
+    }
     l
 }
 
@@ -185,11 +188,15 @@ fn watch_signals(stop: Arc<tokio::sync::watch::Sender<bool>>) {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let caps = Arc::new(Caps::new(
-        NatsCap::default(),
-        SecretStore::default(),
-        limits_from_env(),
-    ));
+    // Generated broker credentials outlive this process (wfctl starts one per command), and
+    // never go into wfctl's state: EVENTBUS_SECRETS_FILE, else ~/.local/share/eventbus.
+    let secrets = SecretStore::default();
+    let file = std::env::var_os("EVENTBUS_SECRETS_FILE").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_DATA_HOME").map(std::path::PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))).unwrap_or_else(std::env::temp_dir);
+        base.join("eventbus").join("secrets.json")
+    });
+    secrets.keep_generated_in(&file).map_err(|e| anyhow::anyhow!("reading generated secrets in {}: {e}", file.display()))?;
+    let caps = Arc::new(Caps::new(NatsCap::default(), secrets, limits_from_env()));
     let bridge = Arc::new(Bridge::new(caps, component()));
 
     let (reporter, health) = tonic_health::server::health_reporter();

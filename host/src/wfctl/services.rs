@@ -102,7 +102,7 @@ impl IaCProviderRequired for Bridge {
             .into_iter()
             .map(convert::ref_in)
             .collect();
-        self.learn_refs(&refs);
+        self.learn_refs(&refs).await;
         let mut g = self.guest().await?;
         let result = self.finish(g.get().destroy(&refs).await)?;
         drop(g);
@@ -121,7 +121,7 @@ impl IaCProviderRequired for Bridge {
             .into_iter()
             .map(convert::ref_in)
             .collect();
-        self.learn_refs(&refs);
+        self.learn_refs(&refs).await;
         let mut g = self.guest().await?;
         let statuses = self.finish(g.get().status(&refs).await)?;
         Ok(Response::new(pb::StatusResponse {
@@ -190,7 +190,7 @@ impl ResourceDriver for Bridge {
         let req = req.into_inner();
         self.check_type(&req.resource_type).await?;
         let r = typed_ref(&req.resource_type, req.r#ref)?;
-        self.learn_refs(std::slice::from_ref(&r));
+        self.learn_refs(std::slice::from_ref(&r)).await;
         let mut g = self.guest().await?;
         let out = self.finish(g.get().read(&r).await)?;
         drop(g);
@@ -225,7 +225,7 @@ impl ResourceDriver for Bridge {
         let req = req.into_inner();
         self.check_type(&req.resource_type).await?;
         let r = typed_ref(&req.resource_type, req.r#ref)?;
-        self.learn_refs(std::slice::from_ref(&r));
+        self.learn_refs(std::slice::from_ref(&r)).await;
         let mut g = self.guest().await?;
         self.finish(g.get().delete(&r).await)?;
         drop(g);
@@ -313,7 +313,7 @@ impl Bridge {
         specs: Vec<wit::ResourceSpec>,
     ) -> Result<Vec<pb::DriftResult>, Status> {
         let refs: Vec<wit::ResourceRef> = refs.into_iter().map(convert::ref_in).collect();
-        self.learn_refs(&refs);
+        self.learn_refs(&refs).await;
         let mut specs = specs;
         for s in &mut specs {
             self.prepare_spec(s)?;
