@@ -70,3 +70,9 @@ hostile:
 # attack, then `sandbox: N attacks, M contained, E escapes`. `just sandbox NATS` runs a subset.
 sandbox *filter: hostile
     cargo test -p eventbus-tests --test sandbox -- {{filter}}
+
+# Apply, no-op plan, start-up, boundary and memory beside native async-nats baselines on a
+# local nats-server; the native diff links the guest crate at the component's opt-level ("s").
+# Benchmarks: prints a table and ends with a `bench:` line (see BENCHMARKS.md).
+bench: build
+    BENCH_FULL=1 BENCH_GUEST_OPT=s cargo --config 'profile.dev.package.eventbus-guest.opt-level="s"' test -p eventbus-tests --features bench-native --test bench
