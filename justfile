@@ -76,3 +76,9 @@ sandbox *filter: hostile
 # Benchmarks: prints a table and ends with a `bench:` line (see BENCHMARKS.md).
 bench: build
     BENCH_FULL=1 BENCH_GUEST_OPT=s cargo --config 'profile.dev.package.eventbus-guest.opt-level="s"' test -p eventbus-tests --features bench-native --test bench
+
+# Each target runs `secs` seconds on a copy of guest/fuzz/corpus/<target> (libFuzzer on stable,
+# no cargo-fuzz), then `fuzz: <targets> targets, <runs> runs, <crashes> crashes`. CI: `just fuzz 10`.
+# Fuzzing: the guest's config parsing and planning, JetStream API replies and durations, natively.
+fuzz secs="30" *targets:
+    scripts/fuzz.sh {{secs}} {{targets}}

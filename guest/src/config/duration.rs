@@ -60,11 +60,14 @@ pub fn parse(text: &str) -> Result<i64, String> {
                         as u128;
                 div *= 10;
             }
-            int * scale + frac_ns * scale / div
+            int.checked_mul(scale)
+                .and_then(|v| v.checked_add(frac_ns * scale / div))
+                .ok_or_else(|| format!("duration {text:?} is too large"))?
         } else {
             num.parse::<u128>()
                 .map_err(|_| format!("invalid duration {text:?}"))?
-                * scale
+                .checked_mul(scale)
+                .ok_or_else(|| format!("duration {text:?} is too large"))?
         };
         total = total
             .checked_add(value)
@@ -131,6 +134,19 @@ mod tests {
         assert!(parse("30").unwrap_err().contains("missing unit"));
         assert!(parse("").is_err());
         assert!(parse("h").is_err());
+    }
+
+    #[test]
+    fn huge_numbers_are_too_large_not_an_overflow() {
+        // Found by fuzzing (guest/fuzz, target duration): the number times its unit overflowed
+        // u128, a panic natively and a silent wrap in the component (about 36m for this one).
+        for text in [
+            "94522879700260684295381836h",
+            "6666666666666666666666666662h0",
+            "94522879700260684295381836.5h",
+        ] {
+            assert!(parse(text).unwrap_err().contains("too large"), "{text}");
+        }
     }
 
     #[test]

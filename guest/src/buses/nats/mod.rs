@@ -150,26 +150,32 @@ impl Js {
             std::thread::sleep(std::time::Duration::from_millis(250 << attempt));
             attempt += 1;
         };
-        let v: Value = serde_json::from_slice(&reply)
-            .map_err(|e| Error::Internal(format!("{subject}: reply is not JSON ({e})")))?;
-        if let Some(err) = v.get("error") {
-            return Ok(Err(ApiError {
-                code: err.get("code").and_then(Value::as_u64).unwrap_or(500) as u16,
-                err_code: err.get("err_code").and_then(Value::as_u64).unwrap_or(0) as u32,
-                description: err
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            }));
-        }
-        Ok(Ok(v))
+        parse_reply(&subject, &reply)
     }
 
     /// Servers from 2.11 reject configs they would silently rewrite when asked to.
     pub fn pedantic(&self) -> bool {
         self.version.at_least(2, 11)
     }
+}
+
+/// A JetStream API reply on `subject`: the JSON value, or the server's `{"error": ...}`.
+/// Pure (no host call), so it is fuzzed natively (guest/fuzz, target api_reply).
+pub fn parse_reply(subject: &str, reply: &[u8]) -> Result<std::result::Result<Value, ApiError>> {
+    let v: Value = serde_json::from_slice(reply)
+        .map_err(|e| Error::Internal(format!("{subject}: reply is not JSON ({e})")))?;
+    if let Some(err) = v.get("error") {
+        return Ok(Err(ApiError {
+            code: err.get("code").and_then(Value::as_u64).unwrap_or(500) as u16,
+            err_code: err.get("err_code").and_then(Value::as_u64).unwrap_or(0) as u32,
+            description: err
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        }));
+    }
+    Ok(Ok(v))
 }
 
 /// Maps a server refusal onto wfctl's sentinels.
