@@ -13,6 +13,7 @@ use crate::state::{Entry, State, record_from};
 use anyhow::Result;
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::task::JoinSet;
@@ -56,28 +57,32 @@ fn ref_of(a: &wit::PlanAction) -> wit::ResourceRef {
     }
 }
 
-/// For each action, the indices of the actions that must succeed before it starts.
+/// For each action, the actions that must succeed before it starts: a create or update
+/// waits for what it depends on; a delete waits for the deletes of its dependents. (Deletes
+/// also wait for every create and update to settle: `execute` holds them behind that barrier.)
+/// Linear in the plan's size: names are looked up, never searched.
 pub fn prerequisites(plan: &wit::IacPlan) -> Vec<Vec<usize>> {
     let acts = &plan.actions;
     let is_delete = |a: &wit::PlanAction| a.action == wit::ActionKind::Delete;
-    acts.iter()
-        .map(|a| {
+    let mut others: HashMap<&str, usize> = HashMap::new();
+    let mut deletes: HashMap<&str, usize> = HashMap::new();
+    for (i, a) in acts.iter().enumerate() {
+        if is_delete(a) { deletes.insert(&a.resource.name, i) } else { others.insert(&a.resource.name, i) };
+    }
+    let mut pre: Vec<Vec<usize>> = vec![Vec::new(); acts.len()];
+    for (i, a) in acts.iter().enumerate() {
+        for d in &a.resource.depends_on {
             if is_delete(a) {
-                // After every create and update, and after the deletes of its dependents.
-                acts.iter()
-                    .enumerate()
-                    .filter(|(_, b)| !is_delete(b) || b.resource.depends_on.contains(&a.resource.name))
-                    .map(|(j, _)| j)
-                    .collect()
-            } else {
-                acts.iter()
-                    .enumerate()
-                    .filter(|(_, b)| !is_delete(b) && a.resource.depends_on.contains(&b.resource.name))
-                    .map(|(j, _)| j)
-                    .collect()
+                // `a` is deleted and depends on `d`: d's delete waits for a's.
+                if let Some(&j) = deletes.get(d.as_str()) {
+                    pre[j].push(i);
+                }
+            } else if let Some(&j) = others.get(d.as_str()) {
+                pre[i].push(j);
             }
-        })
-        .collect()
+        }
+    }
+    pre
 }
 
 struct Shared {
@@ -146,32 +151,83 @@ fn say(ctx: &Ctx, line: &str) {
     }
 }
 
+/// Which actions may start: counts of unsettled prerequisites, the first failed one, and the
+/// barrier that holds deletes until every create and update has settled.
+struct Schedule {
+    is_delete: Vec<bool>,
+    dependents: Vec<Vec<usize>>,
+    waiting: Vec<usize>,
+    failed_first: Vec<Option<usize>>,
+    others_left: usize,
+    other_failed: Option<usize>,
+    ready: VecDeque<usize>,
+}
+
+impl Schedule {
+    fn new(plan: &wit::IacPlan) -> Schedule {
+        let total = plan.actions.len();
+        let is_delete: Vec<bool> = plan.actions.iter().map(|a| a.action == wit::ActionKind::Delete).collect();
+        let prereq = prerequisites(plan);
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); total];
+        for (i, pre) in prereq.iter().enumerate() {
+            for &j in pre {
+                dependents[j].push(i);
+            }
+        }
+        let waiting: Vec<usize> = prereq.iter().map(Vec::len).collect();
+        let others_left = is_delete.iter().filter(|d| !**d).count();
+        let ready = (0..total).filter(|&i| waiting[i] == 0 && (!is_delete[i] || others_left == 0)).collect();
+        Schedule { is_delete, dependents, waiting, failed_first: vec![None; total], others_left, other_failed: None, ready }
+    }
+
+    /// The failed action that keeps `i` from running, if any.
+    fn blocker(&self, i: usize) -> Option<usize> {
+        self.failed_first[i].or(if self.is_delete[i] { self.other_failed } else { None })
+    }
+
+    /// Action `i` settled: release what waited for it.
+    fn settle(&mut self, i: usize, ok: bool) {
+        for &k in &self.dependents[i] {
+            self.waiting[k] -= 1;
+            if !ok && self.failed_first[k].is_none() {
+                self.failed_first[k] = Some(i);
+            }
+            if self.waiting[k] == 0 && (!self.is_delete[k] || self.others_left == 0) {
+                self.ready.push_back(k);
+            }
+        }
+        if !self.is_delete[i] {
+            self.others_left -= 1;
+            if !ok && self.other_failed.is_none() {
+                self.other_failed = Some(i);
+            }
+            if self.others_left == 0 {
+                let deletes: Vec<usize> = (0..self.is_delete.len()).filter(|&k| self.is_delete[k] && self.waiting[k] == 0).collect();
+                self.ready.extend(deletes);
+            }
+        }
+    }
+}
+
 /// Runs the actions, in parallel where they are independent. Outcomes are in completion order.
 pub async fn execute(ctx: &Ctx, session: &Session, state: State, plan: &wit::IacPlan) -> Result<(Vec<Outcome>, State)> {
     let total = plan.actions.len();
-    let prereq = prerequisites(plan);
+    let mut sched = Schedule::new(plan);
     let shared = Arc::new(Shared { pool: session.pool.clone(), state: Mutex::new(state), provider_ref: session.infra.provider_module.clone() });
-    let mut started = vec![false; total];
-    let mut result: Vec<Option<bool>> = vec![None; total];
     let mut outcomes = Vec::with_capacity(total);
     let mut running: JoinSet<(usize, Result<std::result::Result<(), String>>, u128)> = JoinSet::new();
     let mut done = 0usize;
     let verbose_progress = total <= 200 || ctx.output == Format::Text && std::env::var_os("EVENTBUS_PROGRESS").is_some();
     let mut last_report = Instant::now();
     loop {
-        // Start every action whose prerequisites are settled; skip those whose prerequisites failed.
-        for i in 0..total {
-            if started[i] || prereq[i].iter().any(|&j| result[j].is_none()) {
-                continue;
-            }
-            started[i] = true;
+        while let Some(i) = sched.ready.pop_front() {
             let a = &plan.actions[i];
-            if let Some(&j) = prereq[i].iter().find(|&&j| result[j] == Some(false)) {
+            if let Some(j) = sched.blocker(i) {
                 let why = format!("skipped: {} {} failed first", verb(plan.actions[j].action), plan.actions[j].resource.name);
-                say(ctx, &format!("[{}/{total}] {} {} SKIPPED ({why})", done + 1, verb(a.action), a.resource.name));
-                result[i] = Some(false);
                 done += 1;
+                say(ctx, &format!("[{done}/{total}] {} {} SKIPPED ({why})", verb(a.action), a.resource.name));
                 outcomes.push(Outcome { action: verb(a.action), name: a.resource.name.clone(), rtype: a.resource.resource_type.clone(), ok: false, error: Some(why), millis: 0 });
+                sched.settle(i, false);
                 continue;
             }
             if verbose_progress {
@@ -185,16 +241,7 @@ pub async fn execute(ctx: &Ctx, session: &Session, state: State, plan: &wit::Iac
                 (i, r, t.elapsed().as_millis())
             });
         }
-        // A skip can unblock more skips; go round again before waiting.
-        if result.iter().all(Option::is_some) {
-            break;
-        }
-        let Some(joined) = running.join_next().await else {
-            if (0..total).any(|i| !started[i]) {
-                continue;
-            }
-            break;
-        };
+        let Some(joined) = running.join_next().await else { break };
         let (i, r, millis) = joined?;
         let r = r?;
         let a = &plan.actions[i];
@@ -209,8 +256,11 @@ pub async fn execute(ctx: &Ctx, session: &Session, state: State, plan: &wit::Iac
             say(ctx, &format!("[{done}/{total}] actions finished"));
             last_report = Instant::now();
         }
-        result[i] = Some(r.is_ok());
+        sched.settle(i, r.is_ok());
         outcomes.push(Outcome { action: verb(a.action), name: a.resource.name.clone(), rtype: a.resource.resource_type.clone(), ok: r.is_ok(), error: r.err(), millis });
+    }
+    if done != total {
+        anyhow::bail!("internal: {} of {total} actions were never started (a dependency cycle in the plan?)", total - done);
     }
     let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("internal: actions still running"))?;
     let mut state = shared.state.into_inner().expect("state");
@@ -280,3 +330,69 @@ pub async fn run(ctx: &Ctx, allow: &[String], destroy: bool, refresh: bool) -> R
     Ok(report(ctx, &plan, &outcomes, &state))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(kind: wit::ActionKind, name: &str, deps: &[&str]) -> wit::PlanAction {
+        wit::PlanAction {
+            action: kind,
+            resource: wit::ResourceSpec {
+                name: name.into(),
+                resource_type: "infra.eventbus.stream".into(),
+                config_json: "{}".into(),
+                size: String::new(),
+                hints: None,
+                depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            },
+            current: None,
+            changes: vec![],
+            resolved_config_hash: String::new(),
+            notes: vec![],
+        }
+    }
+
+    fn plan(actions: Vec<wit::PlanAction>) -> wit::IacPlan {
+        wit::IacPlan { id: String::new(), actions, created_at: None, desired_hash: String::new(), schema_version: 1, input_snapshot: vec![] }
+    }
+
+    #[test]
+    fn actions_start_when_their_prerequisites_settle_and_deletes_wait_for_the_rest() {
+        // b, then s, then c; the deletes wait for all three, and x's delete for y's (y needs x).
+        use wit::ActionKind::{Create, Delete};
+        let p = plan(vec![
+            action(Create, "b", &[]),
+            action(Create, "s", &["b"]),
+            action(Create, "c", &["s"]),
+            action(Delete, "x", &[]),
+            action(Delete, "y", &["x"]),
+        ]);
+        let mut s = Schedule::new(&p);
+        assert_eq!(s.ready.drain(..).collect::<Vec<_>>(), vec![0]);
+        s.settle(0, true);
+        assert_eq!(s.ready.drain(..).collect::<Vec<_>>(), vec![1]);
+        s.settle(1, true);
+        assert_eq!(s.ready.drain(..).collect::<Vec<_>>(), vec![2]);
+        s.settle(2, true);
+        // Only y's delete is free: x's waits for it.
+        assert_eq!(s.ready.drain(..).collect::<Vec<_>>(), vec![4]);
+        s.settle(4, true);
+        assert_eq!(s.ready.drain(..).collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn a_failure_skips_what_depends_on_it_and_holds_the_deletes() {
+        // s fails: c is skipped (s named as the blocker), and deletes do not run after it.
+        use wit::ActionKind::{Create, Delete};
+        let p = plan(vec![action(Create, "s", &[]), action(Create, "c", &["s"]), action(Delete, "x", &[])]);
+        let mut s = Schedule::new(&p);
+        s.ready.clear();
+        s.settle(0, false);
+        assert_eq!(s.blocker(1), Some(0));
+        s.ready.clear();
+        s.settle(1, false);
+        assert_eq!(s.ready.iter().copied().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(s.blocker(2), Some(0));
+    }
+}
