@@ -1059,11 +1059,16 @@ fn a_fresh_plugin_process_destroys_what_an_earlier_one_created() {
     drop(w);
     first.shutdown();
     let second = Plugin::start();
-    second.initialize(json!({"provider": "eventbus"})).expect("initialize");
+    second
+        .initialize(json!({"provider": "eventbus"}))
+        .expect("initialize");
     let res = second.destroy(refs).expect("destroy");
     assert!(res.errors.is_empty(), "{:?}", res.errors);
     assert_eq!(res.destroyed.len(), 8);
-    assert!(js.stream_names().is_empty(), "the stream is gone from the server");
+    assert!(
+        js.stream_names().is_empty(),
+        "the stream is gone from the server"
+    );
 }
 
 #[test]
@@ -1075,13 +1080,25 @@ fn consumers_lost_with_a_replaced_stream_are_recreated_by_the_next_plan() {
     let js = JetStream::connect(nats.url());
     let plugin = Plugin::start();
     let (mut w, mut specs) = applied_pilot(&plugin, &nats);
-    edit(&mut specs, STREAM_MODULE, |c| c["storage"] = json!("memory"));
+    edit(&mut specs, STREAM_MODULE, |c| {
+        c["storage"] = json!("memory")
+    });
     let plan = w.converge(&specs);
-    assert_eq!(kinds(&plan), vec![(Kind::Replace, STREAM_MODULE.to_string())]);
-    assert!(js.consumer_names(STREAM).is_empty(), "the server took the consumers with the stream");
+    assert_eq!(
+        kinds(&plan),
+        vec![(Kind::Replace, STREAM_MODULE.to_string())]
+    );
+    assert!(
+        js.consumer_names(STREAM).is_empty(),
+        "the server took the consumers with the stream"
+    );
     let again = w.converge(&specs);
     assert_eq!(again.len(), 6, "{:?}", kinds(&again));
-    assert!(again.iter().all(|a| a.kind == Kind::Replace), "{:?}", kinds(&again));
+    assert!(
+        again.iter().all(|a| a.kind == Kind::Replace),
+        "{:?}",
+        kinds(&again)
+    );
     assert_eq!(js.consumer_names(STREAM).len(), 6);
     assert!(w.plan(&specs).unwrap().is_empty());
 }
@@ -1136,7 +1153,10 @@ fn a_guest_timeout_fails_one_call_and_the_next_call_gets_a_fresh_instance() {
     let nats = NatsServer::start();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("nats://{}", silent.local_addr().unwrap());
-    let plugin = Plugin::start_with(&[("EVENTBUS_CALL_TIMEOUT", "1"), ("EVENTBUS_BROKER_CALL_TIMEOUT", "1")]);
+    let plugin = Plugin::start_with(&[
+        ("EVENTBUS_CALL_TIMEOUT", "1"),
+        ("EVENTBUS_BROKER_CALL_TIMEOUT", "1"),
+    ]);
     plugin.initialize(json!({"provider": "eventbus"})).unwrap();
     let stuck = spec(
         "stuck",

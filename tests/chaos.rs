@@ -18,7 +18,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -48,10 +51,13 @@ fn declared(yaml: &str) -> BTreeMap<String, BTreeSet<String>> {
     for m in doc["modules"].as_array().unwrap() {
         match m["type"].as_str().unwrap() {
             "infra.eventbus.stream" => {
-                out.entry(m["config"]["name"].as_str().unwrap().to_string()).or_default();
+                out.entry(m["config"]["name"].as_str().unwrap().to_string())
+                    .or_default();
             }
             "infra.eventbus.consumer" => {
-                out.entry(m["config"]["stream_name"].as_str().unwrap().to_string()).or_default().insert(m["config"]["name"].as_str().unwrap().to_string());
+                out.entry(m["config"]["stream_name"].as_str().unwrap().to_string())
+                    .or_default()
+                    .insert(m["config"]["name"].as_str().unwrap().to_string());
             }
             _ => {}
         }
@@ -60,10 +66,13 @@ fn declared(yaml: &str) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 fn on_server(js: &JetStream) -> BTreeMap<String, BTreeSet<String>> {
-    js.stream_names().into_iter().map(|s| {
-        let c = js.consumer_names(&s).into_iter().collect();
-        (s, c)
-    }).collect()
+    js.stream_names()
+        .into_iter()
+        .map(|s| {
+            let c = js.consumer_names(&s).into_iter().collect();
+            (s, c)
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -79,7 +88,13 @@ struct Tally {
 /// was still running when killed.
 fn kill_after(project: &Project, command: &str, delay: Duration) -> bool {
     let mut child = Command::new(eventbus_bin())
-        .args(["-f", &project.infra_path().display().to_string(), "--state", &project.state_path().display().to_string(), command])
+        .args([
+            "-f",
+            &project.infra_path().display().to_string(),
+            "--state",
+            &project.state_path().display().to_string(),
+            command,
+        ])
         .env("NATS_URL", project_url(project))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -105,8 +120,15 @@ fn project_url(project: &Project) -> String {
 }
 
 /// After the rerun: compare state and server with what is desired.
-fn check(project: &Project, js: &JetStream, want: &BTreeMap<String, BTreeSet<String>>, t: &mut Tally, label: &str) {
-    let text = std::fs::read_to_string(project.state_path()).unwrap_or_else(|_| "{\"resources\":[]}".into());
+fn check(
+    project: &Project,
+    js: &JetStream,
+    want: &BTreeMap<String, BTreeSet<String>>,
+    t: &mut Tally,
+    label: &str,
+) {
+    let text = std::fs::read_to_string(project.state_path())
+        .unwrap_or_else(|_| "{\"resources\":[]}".into());
     let state: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
@@ -114,7 +136,10 @@ fn check(project: &Project, js: &JetStream, want: &BTreeMap<String, BTreeSet<Str
             return;
         }
     };
-    let names: Vec<&str> = state["resources"].as_array().map(|a| a.iter().filter_map(|r| r["name"].as_str()).collect()).unwrap_or_default();
+    let names: Vec<&str> = state["resources"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["name"].as_str()).collect())
+        .unwrap_or_default();
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     t.duplicated += names.len() - unique.len();
     let have = on_server(js);
@@ -133,13 +158,19 @@ fn check(project: &Project, js: &JetStream, want: &BTreeMap<String, BTreeSet<Str
     if want.is_empty() {
         // After a destroy, state is empty too.
         if !names.is_empty() {
-            t.other.push(format!("{label}: state still lists {names:?} after destroy"));
+            t.other.push(format!(
+                "{label}: state still lists {names:?} after destroy"
+            ));
         }
         return;
     }
     let plan = project.run_json(&["plan"]);
     if plan.code != 0 {
-        t.other.push(format!("{label}: the plan after the rerun is not empty (exit {}):\n{}", plan.code, plan.stdout.chars().take(2000).collect::<String>()));
+        t.other.push(format!(
+            "{label}: the plan after the rerun is not empty (exit {}):\n{}",
+            plan.code,
+            plan.stdout.chars().take(2000).collect::<String>()
+        ));
     }
 }
 
@@ -161,7 +192,10 @@ fn scenario(name: &str, yaml: &str, kills: usize, rng: &mut Lcg, t: &mut Tally) 
         project.run_json(&["destroy"]).expect_code(0);
         destroy_ms = destroy_ms.min(t0.elapsed().as_millis() as u64);
     }
-    println!("== {name}: {} streams, apply {apply_ms} ms, destroy {destroy_ms} ms uninterrupted", want.len());
+    println!(
+        "== {name}: {} streams, apply {apply_ms} ms, destroy {destroy_ms} ms uninterrupted",
+        want.len()
+    );
     // Count only real kills: a run that finished before its kill instant is checked too, but
     // does not count towards the target.
     let target = t.kills + kills;
@@ -174,9 +208,18 @@ fn scenario(name: &str, yaml: &str, kills: usize, rng: &mut Lcg, t: &mut Tally) 
         }
         let window = if destroying { destroy_ms } else { apply_ms };
         let delay = Duration::from_millis(rng.below((window * 9 / 10).max(1)));
-        let killed = kill_after(&project, if destroying { "destroy" } else { "apply" }, delay);
+        let killed = kill_after(
+            &project,
+            if destroying { "destroy" } else { "apply" },
+            delay,
+        );
         t.kills += usize::from(killed);
-        let label = format!("{name} #{k} ({} killed at {} ms{})", if destroying { "destroy" } else { "apply" }, delay.as_millis(), if killed { "" } else { ", had finished" });
+        let label = format!(
+            "{name} #{k} ({} killed at {} ms{})",
+            if destroying { "destroy" } else { "apply" },
+            delay.as_millis(),
+            if killed { "" } else { ", had finished" }
+        );
         // Rerun to completion, then check.
         let again = project.run_json(&[if destroying { "destroy" } else { "apply" }]);
         if again.code != 0 {
@@ -184,7 +227,13 @@ fn scenario(name: &str, yaml: &str, kills: usize, rng: &mut Lcg, t: &mut Tally) 
             continue;
         }
         let before = (t.lost, t.duplicated, t.orphaned, t.other.len());
-        check(&project, &js, if destroying { &none } else { &want }, t, &label);
+        check(
+            &project,
+            &js,
+            if destroying { &none } else { &want },
+            t,
+            &label,
+        );
         let clean = before == (t.lost, t.duplicated, t.orphaned, t.other.len());
         println!("  {} {label}", if clean { "ok  " } else { "BAD " });
         if !destroying {
@@ -194,25 +243,46 @@ fn scenario(name: &str, yaml: &str, kills: usize, rng: &mut Lcg, t: &mut Tally) 
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     if !args.is_empty() && !args.iter().any(|a| "chaos".contains(a.as_str())) {
         return;
     }
-    let kills: usize = std::env::var("CHAOS_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(12);
-    let seed: u64 = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let kills: usize = std::env::var("CHAOS_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(12);
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
     println!("chaos seed {seed} (CHAOS_SEED={seed} repeats this run)");
     let mut rng = Lcg(seed);
     let mut t = Tally::default();
     let pilot = eventbus_tests::pilot_yaml();
     let pilot_kills = kills / 2;
     scenario("pilot", &pilot, pilot_kills, &mut rng, &mut t);
-    scenario("300 resources", &wide(30, 9), kills - pilot_kills, &mut rng, &mut t);
+    scenario(
+        "300 resources",
+        &wide(30, 9),
+        kills - pilot_kills,
+        &mut rng,
+        &mut t,
+    );
     for o in &t.other {
         println!("problem: {o}");
     }
-    println!("chaos: {} kills, {} lost, {} duplicated, {} orphaned", t.kills, t.lost, t.duplicated, t.orphaned);
+    println!(
+        "chaos: {} kills, {} lost, {} duplicated, {} orphaned",
+        t.kills, t.lost, t.duplicated, t.orphaned
+    );
     if t.lost + t.duplicated + t.orphaned > 0 || !t.other.is_empty() {
         std::process::exit(1);
     }

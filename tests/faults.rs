@@ -23,7 +23,12 @@ fn wide(streams: usize, per: usize) -> String {
 
 fn spawn(project: &Project, url: &str, args: &[&str]) -> Child {
     Command::new(eventbus_bin())
-        .args(["-f", &project.infra_path().display().to_string(), "--state", &project.state_path().display().to_string()])
+        .args([
+            "-f",
+            &project.infra_path().display().to_string(),
+            "--state",
+            &project.state_path().display().to_string(),
+        ])
         .args(args)
         .env("NATS_URL", url)
         .stdin(Stdio::null())
@@ -38,7 +43,10 @@ fn wait_for_progress(project: &Project) {
     let journal = project.dir().join("state.json.journal");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) == 0 {
-        assert!(Instant::now() < deadline, "the apply never recorded progress");
+        assert!(
+            Instant::now() < deadline,
+            "the apply never recorded progress"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -53,9 +61,19 @@ fn a_second_apply_on_the_same_state_fails_naming_the_holder() {
     let second = project.run(&["apply"]);
     let first = first.wait_with_output().unwrap();
     assert_eq!(second.code, 1, "{second}");
-    assert!(second.stderr.contains("locked by another eventbus process"), "{second}");
-    assert!(second.stderr.contains("pid ") && second.stderr.contains("running `apply`"), "{second}");
-    assert_eq!(first.status.code(), Some(0), "the first apply is unaffected");
+    assert!(
+        second.stderr.contains("locked by another eventbus process"),
+        "{second}"
+    );
+    assert!(
+        second.stderr.contains("pid ") && second.stderr.contains("running `apply`"),
+        "{second}"
+    );
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "the first apply is unaffected"
+    );
     project.run(&["plan"]).expect_code(0);
 }
 
@@ -69,7 +87,11 @@ fn a_second_apply_with_lock_timeout_waits_its_turn() {
     let second = project.run_json(&["apply", "--lock-timeout", "60"]);
     assert_eq!(first.wait_with_output().unwrap().status.code(), Some(0));
     second.expect_code(0);
-    assert_eq!(second.json()["results"].as_array().map(Vec::len), Some(0), "{second}");
+    assert_eq!(
+        second.json()["results"].as_array().map(Vec::len),
+        Some(0),
+        "{second}"
+    );
 }
 
 #[test]
@@ -81,8 +103,13 @@ fn an_apply_killed_while_holding_the_lock_leaves_no_stale_lock() {
     wait_for_progress(&project);
     first.kill().unwrap();
     first.wait().unwrap();
-    assert!(project.dir().join("state.json.lock").exists(), "the lock file itself remains");
-    project.run(&["apply", "--lock-timeout", "0"]).expect_code(0);
+    assert!(
+        project.dir().join("state.json.lock").exists(),
+        "the lock file itself remains"
+    );
+    project
+        .run(&["apply", "--lock-timeout", "0"])
+        .expect_code(0);
     project.run(&["plan"]).expect_code(0);
 }
 
@@ -97,16 +124,37 @@ fn broker_stopped_mid_apply_keeps_what_succeeded_and_a_rerun_converges() {
     wait_for_progress(&project);
     server.stop();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "the apply fails: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the apply fails: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = v["results"].as_array().unwrap();
     let ok = results.iter().filter(|r| r["ok"] == json!(true)).count();
     let failed: Vec<&Value> = results.iter().filter(|r| r["ok"] == json!(false)).collect();
-    assert!(ok > 0 && !failed.is_empty(), "some succeeded ({ok}) and some failed ({})", failed.len());
-    assert!(failed.iter().any(|r| r["error"].as_str().unwrap_or("").contains("iac: transient error")), "failures are transient: {:?}", failed.first());
+    assert!(
+        ok > 0 && !failed.is_empty(),
+        "some succeeded ({ok}) and some failed ({})",
+        failed.len()
+    );
+    assert!(
+        failed.iter().any(|r| r["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("iac: transient error")),
+        "failures are transient: {:?}",
+        failed.first()
+    );
     // What succeeded is in state.
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(project.state_path()).unwrap()).unwrap();
-    assert_eq!(state["resources"].as_array().unwrap().len(), ok, "state holds exactly the successes");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(project.state_path()).unwrap()).unwrap();
+    assert_eq!(
+        state["resources"].as_array().unwrap().len(),
+        ok,
+        "state holds exactly the successes"
+    );
     server.restart();
     project.run(&["apply"]).expect_code(0);
     project.run(&["plan"]).expect_code(0);
@@ -128,7 +176,10 @@ fn a_frozen_broker_surfaces_as_transient_errors_then_converges() {
     Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     out.expect_code(1);
     assert!(out.stdout.contains("iac: transient error"), "{out}");
-    assert!(started.elapsed() < Duration::from_secs(60), "it gave up in bounded time");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "it gave up in bounded time"
+    );
     project.run(&["apply"]).expect_code(0);
     project.run(&["plan"]).expect_code(0);
 }

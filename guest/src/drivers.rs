@@ -82,8 +82,15 @@ pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
 /// deletes them with it) and would otherwise never notice they are gone.
 pub fn diff_live(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     let mut changes = diff(spec, current)?;
-    if (spec.rtype == STREAM || spec.rtype == CONSUMER) && !current.provider_id.is_empty() && !changes.iter().any(|c| c.force_new) {
-        let r = Ref { name: spec.name.clone(), rtype: spec.rtype.clone(), provider_id: current.provider_id.clone() };
+    if (spec.rtype == STREAM || spec.rtype == CONSUMER)
+        && !current.provider_id.is_empty()
+        && !changes.iter().any(|c| c.force_new)
+    {
+        let r = Ref {
+            name: spec.name.clone(),
+            rtype: spec.rtype.clone(),
+            provider_id: current.provider_id.clone(),
+        };
         if let Err(Error::NotFound(why)) = read(&r) {
             changes.push(Change {
                 path: "exists".into(),

@@ -255,8 +255,17 @@ fn file_streams_on_memory_brokers(specs: &[Spec]) -> Vec<FieldDiag> {
     let memory_only: BTreeSet<&str> = specs
         .iter()
         .filter(|s| s.rtype == BROKER)
-        .filter(|s| s.config.get("deploy_target").and_then(Value::as_str) == Some("digitalocean.app_platform"))
-        .filter(|s| s.config.get("jetstream").and_then(|j| j.get("store")).and_then(Value::as_str) == Some("memory"))
+        .filter(|s| {
+            s.config.get("deploy_target").and_then(Value::as_str)
+                == Some("digitalocean.app_platform")
+        })
+        .filter(|s| {
+            s.config
+                .get("jetstream")
+                .and_then(|j| j.get("store"))
+                .and_then(Value::as_str)
+                == Some("memory")
+        })
         .map(|s| s.name.as_str())
         .collect();
     specs
@@ -441,11 +450,12 @@ pub fn plan(desired: &[Spec], current: &[State]) -> Result<Vec<Action>> {
         let Some(kind) = kind else { continue };
         if matches!(kind, ActionKind::Update | ActionKind::Replace)
             && spec.rtype == BROKER
-            && spec.config.get("deploy_target").and_then(Value::as_str) == Some("digitalocean.app_platform")
+            && spec.config.get("deploy_target").and_then(Value::as_str)
+                == Some("digitalocean.app_platform")
         {
             notes.push("App Platform applies this as a new deployment: JetStream data (memory or ephemeral disk) is lost; `apply --refresh` recreates the streams and consumers empty".into());
         }
-                if kind == ActionKind::Replace {
+        if kind == ActionKind::Replace {
             replaced.insert(spec.name.clone());
             match spec.rtype.as_str() {
                 CONSUMER => notes.push("replacing a consumer resets its delivery position: acknowledgements, pending and redelivery state are lost".into()),
@@ -598,14 +608,29 @@ mod tests {
     fn a_file_stream_on_a_memory_only_app_platform_broker_is_refused() {
         // The server there has no file storage; the plan says so before anything is created.
         let specs = vec![
-            spec("b", BROKER, r#"{"provider":"nats","deploy_target":"digitalocean.app_platform","jetstream":{"store":"memory"}}"#),
-            spec("s", STREAM, r#"{"name":"S","subjects":["s.>"],"broker_ref":"b"}"#),
+            spec(
+                "b",
+                BROKER,
+                r#"{"provider":"nats","deploy_target":"digitalocean.app_platform","jetstream":{"store":"memory"}}"#,
+            ),
+            spec(
+                "s",
+                STREAM,
+                r#"{"name":"S","subjects":["s.>"],"broker_ref":"b"}"#,
+            ),
         ];
         let d = file_streams_on_memory_brokers(&specs);
         assert_eq!(d.len(), 1);
-        assert_eq!((d[0].resource.as_str(), d[0].path.as_str()), ("s", "config.storage"));
+        assert_eq!(
+            (d[0].resource.as_str(), d[0].path.as_str()),
+            ("s", "config.storage")
+        );
         let mut ok = specs.clone();
-        ok[1] = spec("s", STREAM, r#"{"name":"S","subjects":["s.>"],"broker_ref":"b","storage":"memory"}"#);
+        ok[1] = spec(
+            "s",
+            STREAM,
+            r#"{"name":"S","subjects":["s.>"],"broker_ref":"b","storage":"memory"}"#,
+        );
         assert!(file_streams_on_memory_brokers(&ok).is_empty());
     }
 

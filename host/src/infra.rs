@@ -421,7 +421,11 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
             unreachable!()
         };
         if mtype == "infra.eventbus" && as_str(config.get("deploy_target")) == Some("self_hosted") {
-            match config.get("url").filter(|v| !v.is_null()).or_else(|| config.get("urls")) {
+            match config
+                .get("url")
+                .filter(|v| !v.is_null())
+                .or_else(|| config.get("urls"))
+            {
                 Some(Value::String(u)) => nats_grants.push(u.clone()),
                 Some(Value::Array(us)) => {
                     nats_grants.extend(us.iter().filter_map(|u| u.as_str().map(String::from)))

@@ -49,7 +49,12 @@ struct Cli {
     call_timeout: u64,
     /// Sandbox: wall-clock limit for creating, updating or deleting a broker (platform
     /// rollouts take minutes), in seconds.
-    #[arg(long, global = true, default_value_t = 1800, env = "EVENTBUS_BROKER_CALL_TIMEOUT")]
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 1800,
+        env = "EVENTBUS_BROKER_CALL_TIMEOUT"
+    )]
     broker_call_timeout: u64,
     /// Component instances working at once: independent actions run in parallel.
     #[arg(long, global = true, default_value_t = 8, env = "EVENTBUS_PARALLELISM")]

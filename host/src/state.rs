@@ -179,7 +179,12 @@ impl State {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         let locked = lock.is_some();
-        let mut state = State { path: path.to_path_buf(), _lock: lock, journal: None, data };
+        let mut state = State {
+            path: path.to_path_buf(),
+            _lock: lock,
+            journal: None,
+            data,
+        };
         state.replay()?;
         if locked {
             let jp = journal_path(path);
@@ -204,7 +209,9 @@ impl State {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             // A line cut short by a crash is the one action whose record did not make it; the
             // next apply meets that resource again and adopts it (create is idempotent).
-            let Ok(entry) = serde_json::from_str::<Entry>(line) else { continue };
+            let Ok(entry) = serde_json::from_str::<Entry>(line) else {
+                continue;
+            };
             self.apply_entry(entry);
         }
         Ok(())
@@ -401,18 +408,33 @@ mod tests {
     #[test]
     fn the_journal_survives_without_compaction_and_ignores_a_torn_line() {
         // A crash after commit but before compact loses nothing; a half-written line is skipped.
-        let dir = std::env::temp_dir().join(format!("eventbus-journal-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("eventbus-journal-test-{}", std::process::id()));
         let path = dir.join("state.json");
         {
             let mut s = State::open(&path, Some((Duration::ZERO, "apply"))).unwrap();
-            s.commit(Entry::Upsert { record: Box::new(rec("a")) }).unwrap();
-            s.commit(Entry::Upsert { record: Box::new(rec("b")) }).unwrap();
+            s.commit(Entry::Upsert {
+                record: Box::new(rec("a")),
+            })
+            .unwrap();
+            s.commit(Entry::Upsert {
+                record: Box::new(rec("b")),
+            })
+            .unwrap();
             s.commit(Entry::Remove { name: "a".into() }).unwrap();
         }
-        let mut j = OpenOptions::new().append(true).open(journal_path(&path)).unwrap();
+        let mut j = OpenOptions::new()
+            .append(true)
+            .open(journal_path(&path))
+            .unwrap();
         j.write_all(b"{\"op\":\"upsert\",\"record\":{\"na").unwrap();
         let back = State::open(&path, None).unwrap();
-        let names: Vec<&str> = back.data.resources.iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<&str> = back
+            .data
+            .resources
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
         assert_eq!(names, ["b"]);
         // Compaction folds the journal into the file and empties it.
         let mut s = State::open(&path, Some((Duration::ZERO, "apply"))).unwrap();

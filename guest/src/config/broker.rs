@@ -210,7 +210,13 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
     if !diags.is_empty() {
         return Err(diags);
     }
-    let identity = identity(&provider, &target, &urls, domain.as_deref(), credentials.as_ref());
+    let identity = identity(
+        &provider,
+        &target,
+        &urls,
+        domain.as_deref(),
+        credentials.as_ref(),
+    );
     Ok(BrokerCfg {
         provider,
         deploy_target: target,
@@ -224,12 +230,21 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
 }
 
 /// Everything that identifies a broker, as diff compares it (credential kinds, not handles).
-pub fn identity(provider: &str, target: &str, urls: &[String], domain: Option<&str>, credentials: Option<&Credentials>) -> Json {
+pub fn identity(
+    provider: &str,
+    target: &str,
+    urls: &[String],
+    domain: Option<&str>,
+    credentials: Option<&Credentials>,
+) -> Json {
     let mut identity = Json::new();
     identity.insert("provider".into(), json!(provider));
     identity.insert("deploy_target".into(), json!(target));
     identity.insert("urls".into(), json!(urls));
-    identity.insert("domain".into(), domain.map_or(Value::Null, |d| Value::String(d.to_string())));
+    identity.insert(
+        "domain".into(),
+        domain.map_or(Value::Null, |d| Value::String(d.to_string())),
+    );
     identity.insert("credentials".into(), json!(credentials.map(cred_kind)));
     identity
 }

@@ -46,8 +46,21 @@ fn verify(js: &Js, resource: &str) -> Result<Value> {
         Err(Error::Transient(m)) if m.contains("no responders") => {
             let ep = js.where_to();
             return Err(match ep.domain {
-                Some(d) => Error::invalid(resource, "config.domain", format!("no JetStream answers in domain {d:?} at {}", ep.urls.join(", ")), "check the server's jetstream.domain setting and use the same name, or remove domain"),
-                None => Error::invalid(resource, "config.url", format!("no JetStream answers at {}", ep.urls.join(", ")), "start nats-server with -js (or enable jetstream in its config), or set the JetStream domain"),
+                Some(d) => Error::invalid(
+                    resource,
+                    "config.domain",
+                    format!(
+                        "no JetStream answers in domain {d:?} at {}",
+                        ep.urls.join(", ")
+                    ),
+                    "check the server's jetstream.domain setting and use the same name, or remove domain",
+                ),
+                None => Error::invalid(
+                    resource,
+                    "config.url",
+                    format!("no JetStream answers at {}", ep.urls.join(", ")),
+                    "start nats-server with -js (or enable jetstream in its config), or set the JetStream domain",
+                ),
             });
         }
         other => other?,
@@ -118,7 +131,13 @@ pub fn read(r: &Ref) -> Result<Output> {
         Auth::Creds(c) => Credentials::Creds(c),
     });
     let c = BrokerCfg {
-        identity: cfg::identity("nats", "self_hosted", &ep.urls, ep.domain.as_deref(), credentials.as_ref()),
+        identity: cfg::identity(
+            "nats",
+            "self_hosted",
+            &ep.urls,
+            ep.domain.as_deref(),
+            credentials.as_ref(),
+        ),
         provider: "nats".into(),
         deploy_target: "self_hosted".into(),
         urls: ep.urls,

@@ -22,7 +22,10 @@ pub struct Grant {
 
 impl Grant {
     pub fn allows(&self, method: &str, path: &str) -> bool {
-        self.methods.iter().any(|m| m.eq_ignore_ascii_case(method) || m == "*") && self.paths.iter().any(|p| path_under(path, p))
+        self.methods
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(method) || m == "*")
+            && self.paths.iter().any(|p| path_under(path, p))
     }
 }
 
@@ -31,7 +34,10 @@ fn path_under(path: &str, prefix: &str) -> bool {
     if prefix.ends_with('/') {
         return path.starts_with(prefix) || path == prefix.trim_end_matches('/');
     }
-    path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[derive(Clone)]
@@ -70,12 +76,21 @@ fn loopback(host: &str) -> bool {
 impl CloudCap {
     /// Reads `cloud_accounts` from the iac.provider config. Credential values are added to the
     /// secret store (for masking), never passed on to the guest.
-    pub fn from_config(config: &Value, secrets: &SecretStore) -> Result<CloudCap, Vec<ConfigProblem>> {
+    pub fn from_config(
+        config: &Value,
+        secrets: &SecretStore,
+    ) -> Result<CloudCap, Vec<ConfigProblem>> {
         let mut cap = CloudCap::default();
         let mut problems = Vec::new();
-        let Some(accounts) = config.get("cloud_accounts") else { return Ok(cap) };
+        let Some(accounts) = config.get("cloud_accounts") else {
+            return Ok(cap);
+        };
         let Some(accounts) = accounts.as_object() else {
-            return Err(vec![("config.cloud_accounts".into(), "must be a mapping of account names".into(), "write cloud_accounts: {NAME: {base_url, token, allow}}".into())]);
+            return Err(vec![(
+                "config.cloud_accounts".into(),
+                "must be a mapping of account names".into(),
+                "write cloud_accounts: {NAME: {base_url, token, allow}}".into(),
+            )]);
         };
         let _ = rustls::crypto::ring::default_provider().install_default();
         for (name, a) in accounts {
@@ -93,13 +108,22 @@ impl CloudCap {
                         ca_pem = k.ca;
                         identity_pem = k.identity;
                     }
-                    Err(e) => problems.push((at("kubeconfig"), e, "point kubeconfig at a readable file and context at one of its contexts".into())),
+                    Err(e) => problems.push((
+                        at("kubeconfig"),
+                        e,
+                        "point kubeconfig at a readable file and context at one of its contexts"
+                            .into(),
+                    )),
                 }
             }
             if let Some(p) = s("ca_file") {
                 match read_file(&p) {
                     Ok(b) => ca_pem = Some(b),
-                    Err(e) => problems.push((at("ca_file"), e, "give the path of the API server's CA certificate (PEM)".into())),
+                    Err(e) => problems.push((
+                        at("ca_file"),
+                        e,
+                        "give the path of the API server's CA certificate (PEM)".into(),
+                    )),
                 }
             }
             if let (Some(c), Some(k)) = (s("client_cert_file"), s("client_key_file")) {
@@ -109,25 +133,59 @@ impl CloudCap {
                         c.extend(k);
                         identity_pem = Some(c);
                     }
-                    (Err(e), _) | (_, Err(e)) => problems.push((at("client_cert_file"), e, "give readable PEM files".into())),
+                    (Err(e), _) | (_, Err(e)) => {
+                        problems.push((at("client_cert_file"), e, "give readable PEM files".into()))
+                    }
                 }
             }
             let Some(base) = base_url.map(|b| b.trim_end_matches('/').to_string()) else {
-                problems.push((at("base_url"), "is required".into(), "set base_url to the API's https:// URL".into()));
+                problems.push((
+                    at("base_url"),
+                    "is required".into(),
+                    "set base_url to the API's https:// URL".into(),
+                ));
                 continue;
             };
             let (scheme, rest) = base.split_once("://").unwrap_or(("", ""));
             let host = rest.split(['/', ':']).next().unwrap_or("");
             if !(scheme == "https" || scheme == "http" && loopback(host)) {
-                problems.push((at("base_url"), format!("{base} is not an https:// URL"), "use https:// (plain http only to a loopback address, for local fakes)".into()));
+                problems.push((
+                    at("base_url"),
+                    format!("{base} is not an https:// URL"),
+                    "use https:// (plain http only to a loopback address, for local fakes)".into(),
+                ));
                 continue;
             }
             let mut grants = Vec::new();
-            for (i, g) in a.get("allow").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                let list = |k: &str| g.get(k).and_then(Value::as_array).map(|v| v.iter().filter_map(|x| x.as_str().map(String::from)).collect::<Vec<_>>()).unwrap_or_default();
+            for (i, g) in a
+                .get("allow")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let list = |k: &str| {
+                    g.get(k)
+                        .and_then(Value::as_array)
+                        .map(|v| {
+                            v.iter()
+                                .filter_map(|x| x.as_str().map(String::from))
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default()
+                };
                 let (methods, paths) = (list("methods"), list("paths"));
-                if methods.is_empty() || paths.is_empty() || paths.iter().any(|p| !p.starts_with('/') || check_path(p).is_err()) {
-                    problems.push((format!("{}[{i}]", at("allow")), "needs methods and absolute paths".into(), "write {methods: [GET, POST], paths: [/v2/apps]}".into()));
+                if methods.is_empty()
+                    || paths.is_empty()
+                    || paths
+                        .iter()
+                        .any(|p| !p.starts_with('/') || check_path(p).is_err())
+                {
+                    problems.push((
+                        format!("{}[{i}]", at("allow")),
+                        "needs methods and absolute paths".into(),
+                        "write {methods: [GET, POST], paths: [/v2/apps]}".into(),
+                    ));
                     continue;
                 }
                 grants.push(Grant { methods, paths });
@@ -140,27 +198,55 @@ impl CloudCap {
                 (None, Some(id)) => Auth::ClientCert(id),
                 (None, None) => Auth::None,
             };
-            let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30)).redirect(reqwest::redirect::Policy::none()).no_proxy();
+            let mut builder = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy();
             if let Some(pem) = &ca_pem {
                 match reqwest::Certificate::from_pem_bundle(pem) {
                     Ok(certs) => builder = builder.tls_certs_only(certs),
-                    Err(e) => problems.push((at("ca_file"), format!("not a PEM certificate: {e}"), "give the CA certificate in PEM".into())),
+                    Err(e) => problems.push((
+                        at("ca_file"),
+                        format!("not a PEM certificate: {e}"),
+                        "give the CA certificate in PEM".into(),
+                    )),
                 }
             }
             if let Auth::ClientCert(pem) = &auth {
                 match reqwest::Identity::from_pem(pem) {
                     Ok(id) => builder = builder.identity(id),
-                    Err(e) => problems.push((at("client_cert_file"), format!("not a usable client certificate: {e}"), "give the certificate and its key in PEM".into())),
+                    Err(e) => problems.push((
+                        at("client_cert_file"),
+                        format!("not a usable client certificate: {e}"),
+                        "give the certificate and its key in PEM".into(),
+                    )),
                 }
             }
             match builder.build() {
                 Ok(client) => {
-                    cap.accounts.insert(name.clone(), Account { name: name.clone(), base_url: base, grants, auth, client });
+                    cap.accounts.insert(
+                        name.clone(),
+                        Account {
+                            name: name.clone(),
+                            base_url: base,
+                            grants,
+                            auth,
+                            client,
+                        },
+                    );
                 }
-                Err(e) => problems.push((at("base_url"), format!("cannot build an HTTP client: {e}"), String::new())),
+                Err(e) => problems.push((
+                    at("base_url"),
+                    format!("cannot build an HTTP client: {e}"),
+                    String::new(),
+                )),
             }
         }
-        if problems.is_empty() { Ok(cap) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(cap)
+        } else {
+            Err(problems)
+        }
     }
 
     pub fn account(&self, name: &str) -> Option<&Account> {
@@ -207,19 +293,44 @@ fn b64(s: &str) -> Result<Vec<u8>, String> {
 /// The parts of a kubeconfig the host needs: server, token or client certificate, CA.
 fn kubeconfig(path: &str, context: Option<&str>) -> Result<Kube, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let doc: Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{path} is not YAML: {e}"))?;
-    let ctx_name = context.map(String::from).or_else(|| doc.get("current-context").and_then(Value::as_str).map(String::from)).ok_or("no context given and no current-context")?;
-    let find = |list: &str, name: &str| doc.get(list).and_then(Value::as_array).and_then(|a| a.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(name)).cloned());
-    let ctx = find("contexts", &ctx_name).ok_or(format!("context {ctx_name:?} is not in {path}"))?;
-    let cluster_name = ctx.pointer("/context/cluster").and_then(Value::as_str).ok_or("the context names no cluster")?;
-    let user_name = ctx.pointer("/context/user").and_then(Value::as_str).unwrap_or("");
-    let cluster = find("clusters", cluster_name).ok_or(format!("cluster {cluster_name:?} is not in {path}"))?;
+    let doc: Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{path} is not YAML: {e}"))?;
+    let ctx_name = context
+        .map(String::from)
+        .or_else(|| {
+            doc.get("current-context")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .ok_or("no context given and no current-context")?;
+    let find = |list: &str, name: &str| {
+        doc.get(list).and_then(Value::as_array).and_then(|a| {
+            a.iter()
+                .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+                .cloned()
+        })
+    };
+    let ctx =
+        find("contexts", &ctx_name).ok_or(format!("context {ctx_name:?} is not in {path}"))?;
+    let cluster_name = ctx
+        .pointer("/context/cluster")
+        .and_then(Value::as_str)
+        .ok_or("the context names no cluster")?;
+    let user_name = ctx
+        .pointer("/context/user")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let cluster = find("clusters", cluster_name)
+        .ok_or(format!("cluster {cluster_name:?} is not in {path}"))?;
     let user = find("users", user_name).unwrap_or(Value::Null);
     let data = |v: &Value, inline: &str, file: &str| -> Result<Option<Vec<u8>>, String> {
         if let Some(d) = v.get(inline).and_then(Value::as_str) {
             return b64(d).map(Some);
         }
-        v.get(file).and_then(Value::as_str).map(read_file).transpose()
+        v.get(file)
+            .and_then(Value::as_str)
+            .map(read_file)
+            .transpose()
     };
     let c = cluster.get("cluster").cloned().unwrap_or(Value::Null);
     let u = user.get("user").cloned().unwrap_or(Value::Null);
@@ -232,7 +343,11 @@ fn kubeconfig(path: &str, context: Option<&str>) -> Result<Kube, String> {
         c
     });
     Ok(Kube {
-        server: c.get("server").and_then(Value::as_str).ok_or("the cluster has no server")?.to_string(),
+        server: c
+            .get("server")
+            .and_then(Value::as_str)
+            .ok_or("the cluster has no server")?
+            .to_string(),
         token: u.get("token").and_then(Value::as_str).map(String::from),
         ca,
         identity,
@@ -259,7 +374,9 @@ fn grant_live_urls(caps: &super::Caps, body: &[u8], sent: &[u8]) {
             _ => {}
         }
     }
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
     let mut urls = Vec::new();
     walk(&v, &mut urls);
     let sent = String::from_utf8_lossy(sent);
@@ -282,8 +399,16 @@ pub fn check_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err("must start with /".into());
     }
-    if path.contains("//") || path.contains('\\') || path.chars().any(|c| c.is_control() || c.is_whitespace()) || lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
-        return Err("contains an empty segment, a backslash, whitespace or an encoded dot or slash".into());
+    if path.contains("//")
+        || path.contains('\\')
+        || path.chars().any(|c| c.is_control() || c.is_whitespace())
+        || lower.contains("%2e")
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+    {
+        return Err(
+            "contains an empty segment, a backslash, whitespace or an encoded dot or slash".into(),
+        );
     }
     if path.split('/').any(|seg| seg == "." || seg == "..") {
         return Err("contains . or .. segments".into());
@@ -291,11 +416,22 @@ pub fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-const FORBIDDEN_HEADERS: [&str; 8] = ["authorization", "proxy-authorization", "cookie", "host", "connection", "transfer-encoding", "content-length", "upgrade"];
+const FORBIDDEN_HEADERS: [&str; 8] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "connection",
+    "transfer-encoding",
+    "content-length",
+    "upgrade",
+];
 
 /// Puts secret values where the body carries their handles; JSON bodies get JSON-escaped values.
 fn substitute(body: &[u8], secrets: &SecretStore, json: bool) -> Result<Vec<u8>, CapError> {
-    let Ok(text) = std::str::from_utf8(body) else { return Ok(body.to_vec()) };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(body.to_vec());
+    };
     if !text.contains(super::secrets::PREFIX) {
         return Ok(body.to_vec());
     }
@@ -304,9 +440,13 @@ fn substitute(body: &[u8], secrets: &SecretStore, json: bool) -> Result<Vec<u8>,
     while let Some(i) = rest.find(super::secrets::PREFIX) {
         out.push_str(&rest[..i]);
         let after = &rest[i..];
-        let end = after.find(super::secrets::SUFFIX).ok_or_else(|| CapError::Invalid("unterminated secret handle in the request body".into()))? + super::secrets::SUFFIX.len();
+        let end = after.find(super::secrets::SUFFIX).ok_or_else(|| {
+            CapError::Invalid("unterminated secret handle in the request body".into())
+        })? + super::secrets::SUFFIX.len();
         let handle = &after[..end];
-        let value = secrets.resolve(handle).ok_or_else(|| CapError::Unknown(format!("secret handle {handle} is unknown to the host")))?;
+        let value = secrets.resolve(handle).ok_or_else(|| {
+            CapError::Unknown(format!("secret handle {handle} is unknown to the host"))
+        })?;
         if json {
             let quoted = serde_json::to_string(&value).unwrap_or_default();
             out.push_str(&quoted[1..quoted.len() - 1]);
@@ -320,7 +460,11 @@ fn substitute(body: &[u8], secrets: &SecretStore, json: bool) -> Result<Vec<u8>,
 }
 
 impl Host for HostState {
-    async fn call(&mut self, account: String, req: Request) -> wasmtime::Result<Result<Response, CapError>> {
+    async fn call(
+        &mut self,
+        account: String,
+        req: Request,
+    ) -> wasmtime::Result<Result<Response, CapError>> {
         let caps = self.caps.clone();
         Ok(call(&caps, &account, req).await)
     }
@@ -337,7 +481,11 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
         tracing::warn!(%account, "cloud call denied: account not granted");
         return Err(CapError::Denied(format!(
             "cloud account {account:?} is not granted: add cloud_accounts.{account} {{base_url, token, allow}} to the iac.provider module config (granted: {})",
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         )));
     };
     let (path, query) = match req.path.split_once('?') {
@@ -345,32 +493,54 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
         None => (req.path.as_str(), None),
     };
     if let Err(why) = check_path(path) {
-        return Err(CapError::Denied(format!("path {:?} is refused: it {why}", req.path)));
+        return Err(CapError::Denied(format!(
+            "path {:?} is refused: it {why}",
+            req.path
+        )));
     }
-    if query.is_some_and(|q| q.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#')) {
-        return Err(CapError::Invalid("the query string has whitespace, control characters or a fragment".into()));
+    if query.is_some_and(|q| {
+        q.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    }) {
+        return Err(CapError::Invalid(
+            "the query string has whitespace, control characters or a fragment".into(),
+        ));
     }
-    if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.as_str()) || !acct.grants.iter().any(|g| g.allows(&method, path)) {
+    if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.as_str())
+        || !acct.grants.iter().any(|g| g.allows(&method, path))
+    {
         tracing::warn!(%account, %method, %path, "cloud call denied: outside the grant");
         return Err(CapError::Denied(format!(
             "{method} {path} on cloud account {account:?} is outside its grant: add {{methods: [{method}], paths: [{path}]}} to cloud_accounts.{account}.allow"
         )));
     }
     if req.body.len() > caps.limits.max_payload {
-        return Err(CapError::Invalid(format!("request body of {} bytes exceeds the {}-byte limit", req.body.len(), caps.limits.max_payload)));
+        return Err(CapError::Invalid(format!(
+            "request body of {} bytes exceeds the {}-byte limit",
+            req.body.len(),
+            caps.limits.max_payload
+        )));
     }
     let mut json = false;
-    let mut builder = acct.client.request(reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| CapError::Invalid(e.to_string()))?, format!("{}{}", acct.base_url, req.path));
+    let mut builder = acct.client.request(
+        reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| CapError::Invalid(e.to_string()))?,
+        format!("{}{}", acct.base_url, req.path),
+    );
     for (k, v) in &req.headers {
         let lk = k.to_ascii_lowercase();
         if FORBIDDEN_HEADERS.contains(&lk.as_str()) || lk.starts_with("proxy-") {
-            return Err(CapError::Denied(format!("header {k:?} is set by the host, not the guest")));
+            return Err(CapError::Denied(format!(
+                "header {k:?} is set by the host, not the guest"
+            )));
         }
         if lk == "content-type" && v.to_ascii_lowercase().contains("json") {
             json = true;
         }
         if v.contains(super::secrets::PREFIX) {
-            return Err(CapError::Denied(format!("header {k:?} carries a secret handle: secrets go only in request bodies")));
+            return Err(CapError::Denied(format!(
+                "header {k:?} carries a secret handle: secrets go only in request bodies"
+            )));
         }
         builder = builder.header(k.as_str(), v.as_str());
     }
@@ -379,17 +549,33 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
     }
     let req_body = req.body.clone();
     let body = substitute(&req.body, &caps.secrets, json)?;
-    let resp = builder.body(body).send().await.map_err(|e| CapError::Unavailable(caps.secrets.redact(&format!("{account}: {method} {path}: {e}"))))?;
+    let resp = builder.body(body).send().await.map_err(|e| {
+        CapError::Unavailable(
+            caps.secrets
+                .redact(&format!("{account}: {method} {path}: {e}")),
+        )
+    })?;
     let status = resp.status().as_u16();
     let headers: Vec<(String, String)> = resp
         .headers()
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "set-cookie" | "www-authenticate"))
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), caps.secrets.mask(v))))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), caps.secrets.mask(v)))
+        })
         .collect();
-    let bytes = resp.bytes().await.map_err(|e| CapError::Unavailable(format!("{account}: reading the response: {e}")))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| CapError::Unavailable(format!("{account}: reading the response: {e}")))?;
     if bytes.len() > caps.limits.max_payload {
-        return Err(CapError::Invalid(format!("response of {} bytes exceeds the {}-byte limit", bytes.len(), caps.limits.max_payload)));
+        return Err(CapError::Invalid(format!(
+            "response of {} bytes exceeds the {}-byte limit",
+            bytes.len(),
+            caps.limits.max_payload
+        )));
     }
     grant_live_urls(caps, &bytes, &req_body);
     let body = match std::str::from_utf8(&bytes) {
@@ -397,7 +583,11 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
         Err(_) => bytes.to_vec(),
     };
     tracing::debug!(%account, %method, %path, status, "cloud.call answered");
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -407,7 +597,10 @@ mod tests {
     #[test]
     fn grants_match_on_segment_boundaries() {
         // /v2/apps covers /v2/apps/123 but not /v2/appsX or /v2/other.
-        let g = Grant { methods: vec!["GET".into(), "POST".into()], paths: vec!["/v2/apps".into()] };
+        let g = Grant {
+            methods: vec!["GET".into(), "POST".into()],
+            paths: vec!["/v2/apps".into()],
+        };
         assert!(g.allows("GET", "/v2/apps"));
         assert!(g.allows("post", "/v2/apps/123/deployments"));
         assert!(!g.allows("GET", "/v2/appsX"));
@@ -418,7 +611,15 @@ mod tests {
     #[test]
     fn paths_that_could_climb_out_are_refused() {
         // Dot segments and encoded separators would escape a prefix after normalisation.
-        for bad in ["/v2/apps/../droplets", "/v2/apps/%2e%2e/x", "/v2/apps/%2F..", "/v2//apps", "v2/apps", "/v2/apps/./x", "/v2/apps\\..\\x"] {
+        for bad in [
+            "/v2/apps/../droplets",
+            "/v2/apps/%2e%2e/x",
+            "/v2/apps/%2F..",
+            "/v2//apps",
+            "v2/apps",
+            "/v2/apps/./x",
+            "/v2/apps\\..\\x",
+        ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }
         assert!(check_path("/api/v1/namespaces/eventbus/services/nats").is_ok());
@@ -431,7 +632,10 @@ mod tests {
         s.put("p", "a\"b".into());
         let out = substitute(br#"{"v":"{{secret:p}}"}"#, &s, true).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), r#"{"v":"a\"b"}"#);
-        assert!(matches!(substitute(b"{{secret:nope}}", &s, true), Err(CapError::Unknown(_))));
+        assert!(matches!(
+            substitute(b"{{secret:nope}}", &s, true),
+            Err(CapError::Unknown(_))
+        ));
     }
 
     #[test]

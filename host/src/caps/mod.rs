@@ -26,7 +26,13 @@ pub struct Caps {
 impl Caps {
     /// Capabilities with no cloud account granted.
     pub fn new(nats: nats::NatsCap, secrets: secrets::SecretStore, limits: Limits) -> Caps {
-        Caps { nats, secrets, cloud: Default::default(), http: Default::default(), limits }
+        Caps {
+            nats,
+            secrets,
+            cloud: Default::default(),
+            http: Default::default(),
+            limits,
+        }
     }
 
     pub fn with_http(self, http: http::HttpCap) -> Caps {

@@ -171,7 +171,13 @@ impl NatsCap {
     /// produced by this provider in an earlier run, so it is granted; a broker already known
     /// (with its credentials) is left as it is.
     pub fn learn_from_id(&self, name: &str, provider_id: &str) {
-        let Some(query) = provider_id.strip_prefix("self_hosted/").and_then(|r| r.split_once('?')).map(|(_, q)| q) else { return };
+        let Some(query) = provider_id
+            .strip_prefix("self_hosted/")
+            .and_then(|r| r.split_once('?'))
+            .map(|(_, q)| q)
+        else {
+            return;
+        };
         if self.brokers.read().expect("brokers").contains_key(name) {
             return;
         }
@@ -179,7 +185,9 @@ impl NatsCap {
         let mut domain = None;
         for part in query.split('&') {
             match part.split_once('=') {
-                Some(("urls", v)) => urls.extend(v.split(',').filter(|u| !u.is_empty()).map(String::from)),
+                Some(("urls", v)) => {
+                    urls.extend(v.split(',').filter(|u| !u.is_empty()).map(String::from))
+                }
                 Some(("domain", v)) if !v.is_empty() => domain = Some(v.to_string()),
                 _ => {}
             }
@@ -190,7 +198,14 @@ impl NatsCap {
         for u in &urls {
             self.grant(u);
         }
-        self.brokers.write().expect("brokers").insert(name.to_string(), BrokerEntry { urls, auth: None, domain });
+        self.brokers.write().expect("brokers").insert(
+            name.to_string(),
+            BrokerEntry {
+                urls,
+                auth: None,
+                domain,
+            },
+        );
     }
 
     pub fn forget_broker(&self, name: &str) {
@@ -492,7 +507,10 @@ mod tests {
     fn a_broker_is_learned_from_its_provider_id_without_overriding_a_known_one() {
         // A fresh process with only refs can reach the broker; credentials already known stay.
         let cap = NatsCap::default();
-        cap.learn_from_id("b", "self_hosted/b?urls=nats://127.0.0.1:4222,nats://127.0.0.1:4223&domain=hub");
+        cap.learn_from_id(
+            "b",
+            "self_hosted/b?urls=nats://127.0.0.1:4222,nats://127.0.0.1:4223&domain=hub",
+        );
         let (_, e) = cap.entry("b").unwrap();
         assert_eq!(e.urls.len(), 2);
         assert_eq!(e.domain.as_deref(), Some("hub"));

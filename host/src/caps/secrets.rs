@@ -63,7 +63,8 @@ impl SecretStore {
     /// Loads the secrets generated in earlier runs and keeps new ones in `path` (mode 0600).
     pub fn keep_generated_in(&self, path: &std::path::Path) -> std::io::Result<()> {
         if let Ok(text) = std::fs::read_to_string(path) {
-            let saved: HashMap<String, String> = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+            let saved: HashMap<String, String> =
+                serde_json::from_str(&text).map_err(std::io::Error::other)?;
             self.values.write().expect("secret store").extend(saved);
         }
         *self.generated_file.write().expect("secret store") = Some(path.to_path_buf());
@@ -79,14 +80,29 @@ impl SecretStore {
         let len = length.clamp(16, 128) as usize;
         let mut raw = vec![0u8; len];
         getrandom::fill(&mut raw).map_err(|e| format!("no randomness: {e}"))?;
-        let value: String = raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+        let value: String = raw
+            .iter()
+            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+            .collect();
         let file = self.generated_file.read().expect("secret store").clone();
         let mut values = self.values.write().expect("secret store");
         values.insert(name.to_string(), value.clone());
         if let Some(path) = file {
-            let mut saved: HashMap<String, String> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            let mut saved: HashMap<String, String> = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
             saved.insert(name.to_string(), value);
-            write_private(&path, &serde_json::to_vec_pretty(&saved).unwrap_or_default()).map_err(|e| format!("cannot keep the generated secret in {}: {e}", path.display()))?;
+            write_private(
+                &path,
+                &serde_json::to_vec_pretty(&saved).unwrap_or_default(),
+            )
+            .map_err(|e| {
+                format!(
+                    "cannot keep the generated secret in {}: {e}",
+                    path.display()
+                )
+            })?;
         }
         Ok(Self::handle(name))
     }
@@ -194,7 +210,12 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -238,14 +259,23 @@ impl Host for HostState {
         })
     }
 
-    async fn generate(&mut self, name: String, length: u32) -> wasmtime::Result<Result<String, CapError>> {
+    async fn generate(
+        &mut self,
+        name: String,
+        length: u32,
+    ) -> wasmtime::Result<Result<String, CapError>> {
         tracing::debug!(%name, "secrets.generate");
         if name.is_empty() || name.len() > 200 || name.contains(['{', '}']) {
-            return Ok(Err(CapError::Invalid(format!("{name:?} is not a secret name"))));
+            return Ok(Err(CapError::Invalid(format!(
+                "{name:?} is not a secret name"
+            ))));
         }
-        Ok(self.caps.secrets.generate(&name, length).map_err(CapError::Unavailable))
+        Ok(self
+            .caps
+            .secrets
+            .generate(&name, length)
+            .map_err(CapError::Unavailable))
     }
-
 }
 
 #[cfg(test)]
@@ -261,7 +291,10 @@ mod tests {
         assert_eq!(s.resolve(&h).as_deref(), Some("s3cr3t-value"));
         assert_eq!(s.resolve("{{secret:other}}"), None);
         assert_eq!(s.redact("token=s3cr3t-value"), "token=[redacted]");
-        assert_eq!(s.mask("echo s3cr3t-value"), "echo {{secret:b/credentials.token}}");
+        assert_eq!(
+            s.mask("echo s3cr3t-value"),
+            "echo {{secret:b/credentials.token}}"
+        );
     }
 
     #[test]
@@ -303,14 +336,18 @@ mod tests {
     fn generated_secrets_are_stable_across_runs_and_kept_private() {
         // The second run gets the same value back from the 0600 file, not a new one.
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("eventbus-secrets-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("eventbus-secrets-test-{}", std::process::id()));
         let file = dir.join("secrets.json");
         let a = SecretStore::default();
         a.keep_generated_in(&file).unwrap();
         let h = a.generate("broker/admin", 32).unwrap();
         let v = a.resolve(&h).unwrap();
         assert_eq!(v.len(), 32);
-        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let b = SecretStore::default();
         b.keep_generated_in(&file).unwrap();
         assert_eq!(b.generate("broker/admin", 32).unwrap(), h);

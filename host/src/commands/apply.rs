@@ -36,7 +36,10 @@ fn is_protected(a: &wit::PlanAction) -> bool {
             .and_then(|v| v.get("protected").cloned())
             .is_some_and(|p| p == json!(true) || p == json!("true"))
     };
-    flag(&a.resource.config_json) || a.current.as_ref().is_some_and(|c| flag(&c.applied_config_json))
+    flag(&a.resource.config_json)
+        || a.current
+            .as_ref()
+            .is_some_and(|c| flag(&c.applied_config_json))
 }
 
 /// Replaces and deletes of protected resources that were not explicitly allowed.
@@ -45,15 +48,31 @@ pub fn blocked(plan: &wit::IacPlan, allow: &[String]) -> Vec<String> {
         .iter()
         .filter(|a| matches!(a.action, wit::ActionKind::Replace | wit::ActionKind::Delete))
         .filter(|a| is_protected(a) && !allow.iter().any(|n| n == &a.resource.name || n == "*"))
-        .map(|a| format!("{} {} ({})", verb(a.action), a.resource.name, a.resource.resource_type))
+        .map(|a| {
+            format!(
+                "{} {} ({})",
+                verb(a.action),
+                a.resource.name,
+                a.resource.resource_type
+            )
+        })
         .collect()
 }
 
 fn ref_of(a: &wit::PlanAction) -> wit::ResourceRef {
     wit::ResourceRef {
         name: a.resource.name.clone(),
-        resource_type: a.current.as_ref().map_or(a.resource.resource_type.clone(), |c| c.resource_type.clone()),
-        provider_id: a.current.as_ref().map(|c| c.provider_id.clone()).unwrap_or_default(),
+        resource_type: a
+            .current
+            .as_ref()
+            .map_or(a.resource.resource_type.clone(), |c| {
+                c.resource_type.clone()
+            }),
+        provider_id: a
+            .current
+            .as_ref()
+            .map(|c| c.provider_id.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -67,7 +86,11 @@ pub fn prerequisites(plan: &wit::IacPlan) -> Vec<Vec<usize>> {
     let mut others: HashMap<&str, usize> = HashMap::new();
     let mut deletes: HashMap<&str, usize> = HashMap::new();
     for (i, a) in acts.iter().enumerate() {
-        if is_delete(a) { deletes.insert(&a.resource.name, i) } else { others.insert(&a.resource.name, i) };
+        if is_delete(a) {
+            deletes.insert(&a.resource.name, i)
+        } else {
+            others.insert(&a.resource.name, i)
+        };
     }
     let mut pre: Vec<Vec<usize>> = vec![Vec::new(); acts.len()];
     for (i, a) in acts.iter().enumerate() {
@@ -95,7 +118,9 @@ async fn delete(sh: &Shared, r: &wit::ResourceRef) -> Result<std::result::Result
     let res = sh.pool.get().await?.delete(r).await;
     match res {
         Ok(Ok(())) => {
-            sh.state.lock().expect("state").commit(Entry::Remove { name: r.name.clone() })?;
+            sh.state.lock().expect("state").commit(Entry::Remove {
+                name: r.name.clone(),
+            })?;
             if r.resource_type == "infra.eventbus" {
                 sh.pool.rt.caps.nats.forget_broker(&r.name);
             }
@@ -106,25 +131,45 @@ async fn delete(sh: &Shared, r: &wit::ResourceRef) -> Result<std::result::Result
     }
 }
 
-async fn create_or_update(sh: &Shared, a: &wit::PlanAction, update: bool) -> Result<std::result::Result<(), String>> {
+async fn create_or_update(
+    sh: &Shared,
+    a: &wit::PlanAction,
+    update: bool,
+) -> Result<std::result::Result<(), String>> {
     let res = {
         let mut guest = sh.pool.get().await?;
-        if update { guest.update(&ref_of(a), &a.resource).await } else { guest.create(&a.resource).await }
+        if update {
+            guest.update(&ref_of(a), &a.resource).await
+        } else {
+            guest.create(&a.resource).await
+        }
     };
     match res {
         Ok(Ok(out)) => {
             if a.resource.resource_type == "infra.eventbus" {
                 let outputs = serde_json::from_str(&out.outputs_json).unwrap_or(Value::Null);
                 // The endpoint a broker of this run produced is granted for this run.
-                for u in outputs.get("urls").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                for u in outputs
+                    .get("urls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
                     sh.pool.rt.caps.nats.grant(u);
                 }
-                sh.pool.rt.caps.nats.register_broker(&a.resource.name, &outputs);
+                sh.pool
+                    .rt
+                    .caps
+                    .nats
+                    .register_broker(&a.resource.name, &outputs);
             }
             let mut state = sh.state.lock().expect("state");
             let prev = state.get(&a.resource.name).cloned();
             let rec = record_from(&a.resource, &out, &sh.provider_ref, prev.as_ref());
-            state.commit(Entry::Upsert { record: Box::new(rec) })?;
+            state.commit(Entry::Upsert {
+                record: Box::new(rec),
+            })?;
             Ok(Ok(()))
         }
         Ok(Err(e)) => Ok(Err(error_text(&e))),
@@ -138,7 +183,9 @@ async fn run_action(sh: &Shared, a: &wit::PlanAction) -> Result<std::result::Res
         wit::ActionKind::Update => create_or_update(sh, a, true).await?,
         wit::ActionKind::Delete => delete(sh, &ref_of(a)).await?,
         wit::ActionKind::Replace => match delete(sh, &ref_of(a)).await? {
-            Ok(()) => create_or_update(sh, a, false).await?.map_err(|e| format!("replace: create: {e}")),
+            Ok(()) => create_or_update(sh, a, false)
+                .await?
+                .map_err(|e| format!("replace: create: {e}")),
             Err(e) => Err(format!("replace: delete: {e}")),
         },
     })
@@ -166,7 +213,11 @@ struct Schedule {
 impl Schedule {
     fn new(plan: &wit::IacPlan) -> Schedule {
         let total = plan.actions.len();
-        let is_delete: Vec<bool> = plan.actions.iter().map(|a| a.action == wit::ActionKind::Delete).collect();
+        let is_delete: Vec<bool> = plan
+            .actions
+            .iter()
+            .map(|a| a.action == wit::ActionKind::Delete)
+            .collect();
         let prereq = prerequisites(plan);
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); total];
         for (i, pre) in prereq.iter().enumerate() {
@@ -176,13 +227,27 @@ impl Schedule {
         }
         let waiting: Vec<usize> = prereq.iter().map(Vec::len).collect();
         let others_left = is_delete.iter().filter(|d| !**d).count();
-        let ready = (0..total).filter(|&i| waiting[i] == 0 && (!is_delete[i] || others_left == 0)).collect();
-        Schedule { is_delete, dependents, waiting, failed_first: vec![None; total], others_left, other_failed: None, ready }
+        let ready = (0..total)
+            .filter(|&i| waiting[i] == 0 && (!is_delete[i] || others_left == 0))
+            .collect();
+        Schedule {
+            is_delete,
+            dependents,
+            waiting,
+            failed_first: vec![None; total],
+            others_left,
+            other_failed: None,
+            ready,
+        }
     }
 
     /// The failed action that keeps `i` from running, if any.
     fn blocker(&self, i: usize) -> Option<usize> {
-        self.failed_first[i].or(if self.is_delete[i] { self.other_failed } else { None })
+        self.failed_first[i].or(if self.is_delete[i] {
+            self.other_failed
+        } else {
+            None
+        })
     }
 
     /// Action `i` settled: release what waited for it.
@@ -202,7 +267,9 @@ impl Schedule {
                 self.other_failed = Some(i);
             }
             if self.others_left == 0 {
-                let deletes: Vec<usize> = (0..self.is_delete.len()).filter(|&k| self.is_delete[k] && self.waiting[k] == 0).collect();
+                let deletes: Vec<usize> = (0..self.is_delete.len())
+                    .filter(|&k| self.is_delete[k] && self.waiting[k] == 0)
+                    .collect();
                 self.ready.extend(deletes);
             }
         }
@@ -210,28 +277,65 @@ impl Schedule {
 }
 
 /// Runs the actions, in parallel where they are independent. Outcomes are in completion order.
-pub async fn execute(ctx: &Ctx, session: &Session, state: State, plan: &wit::IacPlan) -> Result<(Vec<Outcome>, State)> {
+pub async fn execute(
+    ctx: &Ctx,
+    session: &Session,
+    state: State,
+    plan: &wit::IacPlan,
+) -> Result<(Vec<Outcome>, State)> {
     let total = plan.actions.len();
     let mut sched = Schedule::new(plan);
-    let shared = Arc::new(Shared { pool: session.pool.clone(), state: Mutex::new(state), provider_ref: session.infra.provider_module.clone() });
+    let shared = Arc::new(Shared {
+        pool: session.pool.clone(),
+        state: Mutex::new(state),
+        provider_ref: session.infra.provider_module.clone(),
+    });
     let mut outcomes = Vec::with_capacity(total);
-    let mut running: JoinSet<(usize, Result<std::result::Result<(), String>>, u128)> = JoinSet::new();
+    let mut running: JoinSet<(usize, Result<std::result::Result<(), String>>, u128)> =
+        JoinSet::new();
     let mut done = 0usize;
-    let verbose_progress = total <= 200 || ctx.output == Format::Text && std::env::var_os("EVENTBUS_PROGRESS").is_some();
+    let verbose_progress = total <= 200
+        || ctx.output == Format::Text && std::env::var_os("EVENTBUS_PROGRESS").is_some();
     let mut last_report = Instant::now();
     loop {
         while let Some(i) = sched.ready.pop_front() {
             let a = &plan.actions[i];
             if let Some(j) = sched.blocker(i) {
-                let why = format!("skipped: {} {} failed first", verb(plan.actions[j].action), plan.actions[j].resource.name);
+                let why = format!(
+                    "skipped: {} {} failed first",
+                    verb(plan.actions[j].action),
+                    plan.actions[j].resource.name
+                );
                 done += 1;
-                say(ctx, &format!("[{done}/{total}] {} {} SKIPPED ({why})", verb(a.action), a.resource.name));
-                outcomes.push(Outcome { action: verb(a.action), name: a.resource.name.clone(), rtype: a.resource.resource_type.clone(), ok: false, error: Some(why), millis: 0 });
+                say(
+                    ctx,
+                    &format!(
+                        "[{done}/{total}] {} {} SKIPPED ({why})",
+                        verb(a.action),
+                        a.resource.name
+                    ),
+                );
+                outcomes.push(Outcome {
+                    action: verb(a.action),
+                    name: a.resource.name.clone(),
+                    rtype: a.resource.resource_type.clone(),
+                    ok: false,
+                    error: Some(why),
+                    millis: 0,
+                });
                 sched.settle(i, false);
                 continue;
             }
             if verbose_progress {
-                say(ctx, &format!("[start] {} {} {}", verb(a.action), a.resource.resource_type, a.resource.name));
+                say(
+                    ctx,
+                    &format!(
+                        "[start] {} {} {}",
+                        verb(a.action),
+                        a.resource.resource_type,
+                        a.resource.name
+                    ),
+                );
             }
             let sh = shared.clone();
             let action = a.clone();
@@ -241,14 +345,24 @@ pub async fn execute(ctx: &Ctx, session: &Session, state: State, plan: &wit::Iac
                 (i, r, t.elapsed().as_millis())
             });
         }
-        let Some(joined) = running.join_next().await else { break };
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
         let (i, r, millis) = joined?;
         let r = r?;
         let a = &plan.actions[i];
         done += 1;
         let line = match &r {
-            Ok(()) => format!("[{done}/{total}] {} {} done ({millis} ms)", verb(a.action), a.resource.name),
-            Err(e) => format!("[{done}/{total}] {} {} FAILED: {e}", verb(a.action), a.resource.name),
+            Ok(()) => format!(
+                "[{done}/{total}] {} {} done ({millis} ms)",
+                verb(a.action),
+                a.resource.name
+            ),
+            Err(e) => format!(
+                "[{done}/{total}] {} {} FAILED: {e}",
+                verb(a.action),
+                a.resource.name
+            ),
         };
         if verbose_progress || r.is_err() {
             say(ctx, &line);
@@ -257,12 +371,23 @@ pub async fn execute(ctx: &Ctx, session: &Session, state: State, plan: &wit::Iac
             last_report = Instant::now();
         }
         sched.settle(i, r.is_ok());
-        outcomes.push(Outcome { action: verb(a.action), name: a.resource.name.clone(), rtype: a.resource.resource_type.clone(), ok: r.is_ok(), error: r.err(), millis });
+        outcomes.push(Outcome {
+            action: verb(a.action),
+            name: a.resource.name.clone(),
+            rtype: a.resource.resource_type.clone(),
+            ok: r.is_ok(),
+            error: r.err(),
+            millis,
+        });
     }
     if done != total {
-        anyhow::bail!("internal: {} of {total} actions were never started (a dependency cycle in the plan?)", total - done);
+        anyhow::bail!(
+            "internal: {} of {total} actions were never started (a dependency cycle in the plan?)",
+            total - done
+        );
     }
-    let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("internal: actions still running"))?;
+    let shared =
+        Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("internal: actions still running"))?;
     let mut state = shared.state.into_inner().expect("state");
     state.compact()?;
     Ok((outcomes, state))
@@ -330,7 +455,6 @@ pub async fn run(ctx: &Ctx, allow: &[String], destroy: bool, refresh: bool) -> R
     Ok(report(ctx, &plan, &outcomes, &state))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,7 +478,14 @@ mod tests {
     }
 
     fn plan(actions: Vec<wit::PlanAction>) -> wit::IacPlan {
-        wit::IacPlan { id: String::new(), actions, created_at: None, desired_hash: String::new(), schema_version: 1, input_snapshot: vec![] }
+        wit::IacPlan {
+            id: String::new(),
+            actions,
+            created_at: None,
+            desired_hash: String::new(),
+            schema_version: 1,
+            input_snapshot: vec![],
+        }
     }
 
     #[test]
@@ -385,7 +516,11 @@ mod tests {
     fn a_failure_skips_what_depends_on_it_and_holds_the_deletes() {
         // s fails: c is skipped (s named as the blocker), and deletes do not run after it.
         use wit::ActionKind::{Create, Delete};
-        let p = plan(vec![action(Create, "s", &[]), action(Create, "c", &["s"]), action(Delete, "x", &[])]);
+        let p = plan(vec![
+            action(Create, "s", &[]),
+            action(Create, "c", &["s"]),
+            action(Delete, "x", &[]),
+        ]);
         let mut s = Schedule::new(&p);
         s.ready.clear();
         s.settle(0, false);

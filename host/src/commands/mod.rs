@@ -139,9 +139,16 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
         }
     }
     // Generated credentials live beside the state, never in it.
-    let secrets_file = ctx.state.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("secrets.json"), |d| d.join("secrets.json"));
+    let secrets_file = ctx
+        .state
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("secrets.json"), |d| d.join("secrets.json"));
     if let Err(e) = secrets.keep_generated_in(&secrets_file) {
-        return Err(anyhow!("reading the generated secrets in {}: {e}", secrets_file.display()));
+        return Err(anyhow!(
+            "reading the generated secrets in {}: {e}",
+            secrets_file.display()
+        ));
     }
     let cloud = match CloudCap::from_config(&infra.provider_config, &secrets) {
         Ok(c) => c,
@@ -149,12 +156,25 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
             return Ok(Opened::Invalid(
                 problems
                     .into_iter()
-                    .map(|(path, message, fix)| Diag { file: infra.display_name(), resource: infra.provider_module.clone(), rtype: "iac.provider".into(), path, message, fix })
+                    .map(|(path, message, fix)| Diag {
+                        file: infra.display_name(),
+                        resource: infra.provider_module.clone(),
+                        rtype: "iac.provider".into(),
+                        path,
+                        message,
+                        fix,
+                    })
                     .collect(),
             ));
         }
     };
-    let caps = Arc::new(Caps::new(nats, secrets, ctx.limits.clone()).with_cloud(cloud).with_http(crate::caps::http::HttpCap::from_config(&infra.provider_config)));
+    let caps = Arc::new(
+        Caps::new(nats, secrets, ctx.limits.clone())
+            .with_cloud(cloud)
+            .with_http(crate::caps::http::HttpCap::from_config(
+                &infra.provider_config,
+            )),
+    );
     let wasm = runtime::component_path(ctx.component.as_deref())?;
     let rt = Runtime::new(&wasm, caps)?;
     tracing::debug!(source = ?rt.source, elapsed = ?rt.load_time, "component loaded");

@@ -19,7 +19,13 @@ impl Pool {
     /// `config_json` is passed to every new instance's `initialize`.
     pub fn new(rt: Runtime, config_json: String, size: usize) -> Arc<Pool> {
         let size = size.max(1);
-        Arc::new(Pool { rt, config_json, idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(size)), size })
+        Arc::new(Pool {
+            rt,
+            config_json,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+        })
     }
 
     /// Puts an already initialized instance in the pool.
@@ -31,17 +37,28 @@ impl Pool {
 
     /// An initialized instance, waiting while `size` are in use.
     pub async fn get(self: &Arc<Self>) -> Result<Pooled> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| anyhow!("the instance pool is closed"))?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| anyhow!("the instance pool is closed"))?;
         let reuse = self.idle.lock().expect("pool").pop();
         let guest = match reuse {
             Some(g) => g,
             None => {
                 let mut g = self.rt.instance().await?;
-                g.initialize(&self.config_json).await?.map_err(|e| anyhow!(error_text(&e)))?;
+                g.initialize(&self.config_json)
+                    .await?
+                    .map_err(|e| anyhow!(error_text(&e)))?;
                 g
             }
         };
-        Ok(Pooled { guest: Some(guest), pool: self.clone(), _permit: permit })
+        Ok(Pooled {
+            guest: Some(guest),
+            pool: self.clone(),
+            _permit: permit,
+        })
     }
 }
 

@@ -137,11 +137,18 @@ impl Bridge {
         match crate::caps::cloud::CloudCap::from_config(&whole, &self.caps.secrets) {
             Ok(cloud) => self.caps.set_cloud(cloud),
             Err(problems) => {
-                let text: Vec<String> = problems.iter().map(|(path, message, fix)| format!("{path}: {message} (fix: {fix})")).collect();
-                return Err(Status::invalid_argument(format!("iac: validation error: {}", self.caps.secrets.redact(&text.join("; ")))));
+                let text: Vec<String> = problems
+                    .iter()
+                    .map(|(path, message, fix)| format!("{path}: {message} (fix: {fix})"))
+                    .collect();
+                return Err(Status::invalid_argument(format!(
+                    "iac: validation error: {}",
+                    self.caps.secrets.redact(&text.join("; "))
+                )));
             }
         }
-        self.caps.set_http(crate::caps::http::HttpCap::from_config(&whole));
+        self.caps
+            .set_http(crate::caps::http::HttpCap::from_config(&whole));
         let text = crate::caps::cloud::guest_view(&whole).to_string();
         let mut slot = self.guest().await?;
         self.finish(slot.get().initialize(&text).await)?;
@@ -258,7 +265,9 @@ impl Bridge {
                 continue;
             }
             // A broker on a platform: ask its target (through its cloud account) where it is.
-            let Ok(mut slot) = self.guest().await else { return };
+            let Ok(mut slot) = self.guest().await else {
+                return;
+            };
             if let Ok(Ok(out)) = slot.get().read(r).await {
                 drop(slot);
                 if let Ok(v) = serde_json::from_str::<Value>(&out.outputs_json) {

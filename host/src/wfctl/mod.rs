@@ -191,11 +191,21 @@ async fn run() -> anyhow::Result<()> {
     // Generated broker credentials outlive this process (wfctl starts one per command), and
     // never go into wfctl's state: EVENTBUS_SECRETS_FILE, else ~/.local/share/eventbus.
     let secrets = SecretStore::default();
-    let file = std::env::var_os("EVENTBUS_SECRETS_FILE").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        let base = std::env::var_os("XDG_DATA_HOME").map(std::path::PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))).unwrap_or_else(std::env::temp_dir);
-        base.join("eventbus").join("secrets.json")
-    });
-    secrets.keep_generated_in(&file).map_err(|e| anyhow::anyhow!("reading generated secrets in {}: {e}", file.display()))?;
+    let file = std::env::var_os("EVENTBUS_SECRETS_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let base = std::env::var_os("XDG_DATA_HOME")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(|h| std::path::PathBuf::from(h).join(".local/share"))
+                })
+                .unwrap_or_else(std::env::temp_dir);
+            base.join("eventbus").join("secrets.json")
+        });
+    secrets
+        .keep_generated_in(&file)
+        .map_err(|e| anyhow::anyhow!("reading generated secrets in {}: {e}", file.display()))?;
     let caps = Arc::new(Caps::new(NatsCap::default(), secrets, limits_from_env()));
     let bridge = Arc::new(Bridge::new(caps, component()));
 

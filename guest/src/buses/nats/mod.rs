@@ -22,7 +22,10 @@ const ATTEMPTS: u32 = 3;
 
 /// JetStream's own "try again" (503, e.g. 10008 during a leader election).
 fn temporarily_unavailable(reply: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(reply).ok().and_then(|v| v.pointer("/error/code").and_then(Value::as_u64)) == Some(503)
+    serde_json::from_slice::<Value>(reply)
+        .ok()
+        .and_then(|v| v.pointer("/error/code").and_then(Value::as_u64))
+        == Some(503)
         && !String::from_utf8_lossy(reply).contains("not enabled")
 }
 
@@ -59,14 +62,25 @@ thread_local! {
 }
 
 fn cap_error(e: CapError, what: &str) -> Error {
-    let text = |m: String| if m.starts_with(what) { m } else { format!("{what}: {m}") };
+    let text = |m: String| {
+        if m.starts_with(what) {
+            m
+        } else {
+            format!("{what}: {m}")
+        }
+    };
     match e {
         CapError::Denied(m) => Error::Forbidden(text(m)),
         CapError::Unavailable(m) => Error::Transient(text(m)),
         CapError::Invalid(m) => Error::Internal(text(m)),
         // Not "not found": a broker the host cannot reach says nothing about the resource, and
         // wfctl would drop a resource from state on a not-found delete.
-        CapError::Unknown(m) => Error::invalid("", "config.broker_ref", text(m), "apply or declare the broker in the same run, or grant it in the iac.provider config (allow_nats)"),
+        CapError::Unknown(m) => Error::invalid(
+            "",
+            "config.broker_ref",
+            text(m),
+            "apply or declare the broker in the same run, or grant it in the iac.provider config (allow_nats)",
+        ),
     }
 }
 
