@@ -3,8 +3,8 @@
 //! silently overwritten.
 
 use super::{
-    Js, api_error, codes, describe, diff_fields, outputs, project, rules, strip_unsupported,
-    unsupported, version_of,
+    Js, api_error, broker_move, codes, describe, diff_fields, outputs, project, rules,
+    strip_unsupported, unsupported, version_of,
 };
 use crate::config::consumer::{self as cfg, ConsumerCfg, FIELDS, request_config};
 use crate::error::FieldDiag;
@@ -265,24 +265,11 @@ pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
             reason: "a consumer belongs to one stream: it is created on the new stream".into(),
         });
     }
-    let broker_now = current
-        .outputs
-        .get("broker")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if let Some(b) = c
-        .broker_ref
-        .as_deref()
-        .filter(|b| !broker_now.is_empty() && b != &broker_now)
-    {
-        changes.push(Change {
-            path: "broker_ref".into(),
-            old: json!(broker_now),
-            new: json!(b),
-            force_new: true,
-            reason: "the consumer moves to another broker".into(),
-        });
-    }
+    changes.extend(broker_move(
+        c.broker_ref.as_deref(),
+        &current.outputs,
+        "consumer",
+    ));
     Ok(changes)
 }
 

@@ -320,6 +320,20 @@ pub fn outputs(broker: &str, js: &Js, extra: Json, config: Json) -> Json {
     o
 }
 
+/// A move to another broker, if the desired `broker_ref` differs from where the recorded
+/// resource lives: always a replace (created there, deleted here).
+pub fn broker_move(broker_ref: Option<&str>, outputs: &Json, what: &str) -> Option<Change> {
+    let now = outputs.get("broker").and_then(Value::as_str).unwrap_or("");
+    let to = broker_ref.filter(|b| !now.is_empty() && *b != now)?;
+    Some(Change {
+        path: "broker_ref".into(),
+        old: json!(now),
+        new: json!(to),
+        force_new: true,
+        reason: format!("the {what} moves to another broker: it is created there and deleted here"),
+    })
+}
+
 pub fn version_of(outputs: &Json) -> (Version, String) {
     let s = outputs
         .get("server_version")

@@ -2,8 +2,8 @@
 //! delete, diff.
 
 use super::{
-    Js, api_error, codes, describe, diff_fields, outputs, project, rules, strip_unsupported,
-    unsupported, version_of,
+    Js, api_error, broker_move, codes, describe, diff_fields, outputs, project, rules,
+    strip_unsupported, unsupported, version_of,
 };
 use crate::config::stream::{self as cfg, FIELDS, StreamCfg};
 use crate::error::FieldDiag;
@@ -191,24 +191,10 @@ pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     cfg::normalise(&mut live);
     let (v, server) = version_of(&current.outputs);
     let mut changes = diff_fields(FIELDS, rules::STREAM, &c.wire, &live, v, &server);
-    let broker_now = current
-        .outputs
-        .get("broker")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if let Some(b) = c
-        .broker_ref
-        .as_deref()
-        .filter(|b| !broker_now.is_empty() && b != &broker_now)
-    {
-        changes.push(Change {
-            path: "broker_ref".into(),
-            old: json!(broker_now),
-            new: json!(b),
-            force_new: true,
-            reason: "the stream moves to another broker: it is created there and deleted here"
-                .into(),
-        });
-    }
+    changes.extend(broker_move(
+        c.broker_ref.as_deref(),
+        &current.outputs,
+        "stream",
+    ));
     Ok(changes)
 }
