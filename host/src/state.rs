@@ -224,6 +224,22 @@ impl State {
         }
     }
 
+    /// Appends one action's result to the journal (not yet synced) and applies it; returns a
+    /// handle on the journal for the caller to sync without holding the state. Syncs from
+    /// concurrent actions overlap, so one flush can carry several lines (group commit); each
+    /// action still waits for its own line to be durable before anything depends on it.
+    pub fn append(&mut self, e: Entry) -> Result<File> {
+        let Some(j) = &mut self.journal else {
+            bail!("internal: state opened without its lock cannot be changed")
+        };
+        let mut line = serde_json::to_vec(&e)?;
+        line.push(b'\n');
+        j.write_all(&line)?;
+        let handle = j.try_clone().context("duplicating the journal handle")?;
+        self.apply_entry(e);
+        Ok(handle)
+    }
+
     /// Records one action's result durably: appended to the journal and synced.
     pub fn commit(&mut self, e: Entry) -> Result<()> {
         match &mut self.journal {

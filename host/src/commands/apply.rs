@@ -114,13 +114,23 @@ struct Shared {
     provider_ref: String,
 }
 
+/// Waits until the journal line just appended is on disk (outside the state lock, so the
+/// syncs of concurrent actions overlap).
+async fn durable(journal: std::fs::File) -> Result<()> {
+    tokio::task::spawn_blocking(move || journal.sync_data())
+        .await
+        .map_err(|e| anyhow::anyhow!("syncing the state journal: {e}"))?
+        .map_err(|e| anyhow::anyhow!("syncing the state journal: {e}"))
+}
+
 async fn delete(sh: &Shared, r: &wit::ResourceRef) -> Result<std::result::Result<(), String>> {
     let res = sh.pool.get().await?.delete(r).await;
     match res {
         Ok(Ok(())) => {
-            sh.state.lock().expect("state").commit(Entry::Remove {
+            let journal = sh.state.lock().expect("state").append(Entry::Remove {
                 name: r.name.clone(),
             })?;
+            durable(journal).await?;
             if r.resource_type == "infra.eventbus" {
                 sh.pool.rt.caps.nats.forget_broker(&r.name);
             }
@@ -164,12 +174,15 @@ async fn create_or_update(
                     .nats
                     .register_broker(&a.resource.name, &outputs);
             }
-            let mut state = sh.state.lock().expect("state");
-            let prev = state.get(&a.resource.name).cloned();
-            let rec = record_from(&a.resource, &out, &sh.provider_ref, prev.as_ref());
-            state.commit(Entry::Upsert {
-                record: Box::new(rec),
-            })?;
+            let journal = {
+                let mut state = sh.state.lock().expect("state");
+                let prev = state.get(&a.resource.name).cloned();
+                let rec = record_from(&a.resource, &out, &sh.provider_ref, prev.as_ref());
+                state.append(Entry::Upsert {
+                    record: Box::new(rec),
+                })?
+            };
+            durable(journal).await?;
             Ok(Ok(()))
         }
         Ok(Err(e)) => Ok(Err(error_text(&e))),
