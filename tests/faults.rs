@@ -127,7 +127,8 @@ fn broker_stopped_mid_apply_keeps_what_succeeded_and_a_rerun_converges() {
     assert_eq!(
         out.status.code(),
         Some(1),
-        "the apply fails: {}",
+        "the apply fails (signal {:?}): {}",
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -1008,3 +1008,27 @@ fn apply_refresh_recreates_ghosts_and_reverts_out_of_band_edits() {
     );
     project.run_json(&["drift"]).expect_code(0);
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_the_cli_quietly_without_a_panic() {
+    // `eventbus schema | head -0`: the reader is gone before the CLI writes. SIGPIPE stays
+    // ignored (so a broker dropping its socket mid-write is an error, not a silent death);
+    // the CLI itself notices the broken pipe and exits 141 without a panic message.
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(eventbus_tests::eventbus_bin())
+        .arg("schema")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start eventbus");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "exit status {:?}: {stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -136,11 +136,9 @@ fn main() {
     if eventbus_host::wfctl::started_as_plugin() {
         eventbus_host::wfctl::serve();
     }
-    // Die quietly when a pipe reader (`| head`) goes away, like other command-line tools.
-    // Safety: restoring the default disposition of one signal before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default): a pipe reader going away is handled where stdout
+    // is written (`outln!`), and a broker resetting its socket mid-write is an I/O error to
+    // report, not a reason to die without a word.
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let state = cli.state.clone().unwrap_or_else(|| {
@@ -199,7 +197,7 @@ fn main() {
         Ok(exit) => exit as i32,
         Err(e) => {
             if ctx.output == Format::Json {
-                println!("{}", serde_json::json!({"error": format!("{e:#}")}));
+                eventbus_host::outln!("{}", serde_json::json!({"error": format!("{e:#}")}));
             }
             eprintln!("error: {e:#}");
             Exit::Failed as i32

@@ -206,7 +206,7 @@ async fn run_action(sh: &Shared, a: &wit::PlanAction) -> Result<std::result::Res
 
 fn say(ctx: &Ctx, line: &str) {
     match ctx.output {
-        Format::Text => println!("{line}"),
+        Format::Text => crate::outln!("{line}"),
         Format::Json => eprintln!("{line}"),
     }
 }
@@ -409,19 +409,19 @@ pub async fn execute(
 pub fn report(ctx: &Ctx, plan: &wit::IacPlan, outcomes: &[Outcome], state: &State) -> Exit {
     let failed = outcomes.iter().filter(|o| !o.ok).count();
     match ctx.output {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"results": outcomes, "summary": summary(plan), "failed": failed, "state": state.path()})).unwrap_or_default()
         ),
         Format::Text => {
             if failed == 0 {
-                println!("\nApply complete: {} action{} done. State: {}", outcomes.len(), if outcomes.len() == 1 { "" } else { "s" }, state.path().display());
+                crate::outln!("\nApply complete: {} action{} done. State: {}", outcomes.len(), if outcomes.len() == 1 { "" } else { "s" }, state.path().display());
             } else {
-                println!("\n{failed} of {} actions failed; the others were applied and recorded in {}:", outcomes.len(), state.path().display());
+                crate::outln!("\n{failed} of {} actions failed; the others were applied and recorded in {}:", outcomes.len(), state.path().display());
                 for o in outcomes.iter().filter(|o| !o.ok) {
-                    println!("  {} {}: {}", o.action, o.name, o.error.as_deref().unwrap_or(""));
+                    crate::outln!("  {} {}: {}", o.action, o.name, o.error.as_deref().unwrap_or(""));
                 }
-                println!("Fix the cause and run apply again: it continues from what succeeded.");
+                crate::outln!("Fix the cause and run apply again: it continues from what succeeded.");
             }
         }
     }
@@ -450,18 +450,18 @@ pub async fn run(ctx: &Ctx, allow: &[String], destroy: bool, refresh: bool) -> R
             refused.join(", ")
         );
         match ctx.output {
-            Format::Json => println!("{}", json!({"error": msg, "plan": to_json(&plan)})),
+            Format::Json => crate::outln!("{}", json!({"error": msg, "plan": to_json(&plan)})),
             Format::Text => {
-                print!("{}", render_text(&session.infra.display_name(), &plan));
+                crate::out!("{}", render_text(&session.infra.display_name(), &plan));
                 eprintln!("error: {msg}");
             }
         }
         return Ok(Exit::Failed);
     }
     if ctx.output == Format::Text {
-        print!("{}", render_text(&session.infra.display_name(), &plan));
+        crate::out!("{}", render_text(&session.infra.display_name(), &plan));
         if !plan.actions.is_empty() {
-            println!();
+            crate::outln!();
         }
     }
     let (outcomes, state) = execute(ctx, &session, state, &plan).await?;

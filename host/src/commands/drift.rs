@@ -49,7 +49,7 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
                 .iter()
                 .map(|d| json!({"name": d.name, "type": d.resource_type, "drifted": d.drifted, "class": class(d.class), "fields": d.fields, "expected": json_of(&d.expected_json), "actual": json_of(&d.actual_json)}))
                 .collect();
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({"drift": list, "drifted": drifted}))?
             );
@@ -58,20 +58,22 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
             for d in &results {
                 match d.class {
                     wit::DriftClass::InSync => {
-                        println!("IN-SYNC  {} ({})", d.name, d.resource_type)
+                        crate::outln!("IN-SYNC  {} ({})", d.name, d.resource_type)
                     }
-                    wit::DriftClass::Ghost => println!(
+                    wit::DriftClass::Ghost => crate::outln!(
                         "GHOST    {} ({}): deleted outside eventbus; apply --refresh recreates it",
-                        d.name, d.resource_type
+                        d.name,
+                        d.resource_type
                     ),
                     wit::DriftClass::Config => {
-                        println!(
+                        crate::outln!(
                             "CONFIG   {} ({}): changed outside eventbus",
-                            d.name, d.resource_type
+                            d.name,
+                            d.resource_type
                         );
                         let (exp, act) = (json_of(&d.expected_json), json_of(&d.actual_json));
                         for f in &d.fields {
-                            println!(
+                            crate::outln!(
                                 "           {f}: applied {} , live {}",
                                 exp.get(f).unwrap_or(&Value::Null),
                                 act.get(f).unwrap_or(&Value::Null)
@@ -79,17 +81,17 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
                         }
                     }
                     wit::DriftClass::Unknown => {
-                        println!("UNKNOWN  {} ({})", d.name, d.resource_type)
+                        crate::outln!("UNKNOWN  {} ({})", d.name, d.resource_type)
                     }
                 }
             }
             if drifted == 0 {
-                println!(
+                crate::outln!(
                     "\nNo drift: {} resources match what was applied.",
                     results.len()
                 );
             } else {
-                println!(
+                crate::outln!(
                     "\n{drifted} of {} resources drifted. `eventbus apply --refresh` puts them back.",
                     results.len()
                 );

@@ -42,16 +42,16 @@ pub async fn run(ctx: &Ctx, name: &str, rtype: &str, id: &str) -> Result<Exit> {
     state.upsert(rec.clone());
     state.save()?;
     match ctx.output {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"imported": rec}))?
         ),
         Format::Text => {
-            println!(
+            crate::outln!(
                 "Imported {id} as {name} ({rtype}). Its live config, to copy into {}:",
                 ctx.file.display()
             );
-            println!(
+            crate::outln!(
                 "{}",
                 serde_yaml_ng::to_string(&rec.applied_config).unwrap_or_default()
             );

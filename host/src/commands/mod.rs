@@ -69,7 +69,7 @@ impl Session {
 /// Input problems, printed the way the output format asks; always exit 1.
 pub fn report_diags(ctx: &Ctx, diags: &[Diag]) -> Exit {
     match ctx.output {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"valid": false, "diagnostics": diags}))
                 .unwrap_or_default()

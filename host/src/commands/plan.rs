@@ -205,12 +205,12 @@ pub async fn run(ctx: &Ctx, refresh: bool) -> Result<Exit> {
         Err(d) => return Ok(report_diags(ctx, &d)),
     };
     match ctx.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&to_json(&plan))?),
+        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&to_json(&plan))?),
         Format::Text => {
             for s in &session.infra.skipped {
                 eprintln!("note: {s}");
             }
-            print!("{}", render_text(&session.infra.display_name(), &plan));
+            crate::out!("{}", render_text(&session.infra.display_name(), &plan));
         }
     }
     Ok(if plan.actions.is_empty() {

@@ -44,6 +44,6 @@ pub async fn run(ctx: &Ctx, rtype: Option<&str>) -> Result<Exit> {
     } else {
         Value::Object(out)
     };
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    crate::outln!("{}", serde_json::to_string_pretty(&v)?);
     Ok(Exit::Ok)
 }

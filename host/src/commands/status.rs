@@ -58,14 +58,14 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
                 .iter()
                 .map(|s| json!({"name": s.name, "type": s.resource_type, "provider_id": s.provider_id, "status": s.status, "outputs": merged(&state, &s.name, &s.outputs_json)}))
                 .collect();
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({"resources": list}))?
             );
         }
         Format::Text => {
             if statuses.is_empty() {
-                println!("No resources in {}.", state.path().display());
+                crate::outln!("No resources in {}.", state.path().display());
             } else {
                 let wn = statuses
                     .iter()
@@ -79,20 +79,22 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
                     .max()
                     .unwrap_or(4)
                     .max(4);
-                println!("{:<wn$}  {:<wt$}  {:<8}  DETAIL", "NAME", "TYPE", "STATUS");
+                crate::outln!("{:<wn$}  {:<wt$}  {:<8}  DETAIL", "NAME", "TYPE", "STATUS");
                 for s in &statuses {
                     let o = merged(&state, &s.name, &s.outputs_json);
                     let detail = match o.get("error").and_then(Value::as_str) {
                         Some(e) => e.to_string(),
                         None => summary(&s.resource_type, &o),
                     };
-                    println!(
+                    crate::outln!(
                         "{:<wn$}  {:<wt$}  {:<8}  {detail}",
-                        s.name, s.resource_type, s.status
+                        s.name,
+                        s.resource_type,
+                        s.status
                     );
                 }
                 let running = statuses.iter().filter(|s| s.status == "running").count();
-                println!("\n{running} of {} resources running.", statuses.len());
+                crate::outln!("\n{running} of {} resources running.", statuses.len());
             }
         }
     }

@@ -18,11 +18,11 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
         };
     }
     match ctx.output {
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             json!({"valid": true, "diagnostics": [], "resources": specs.len()})
         ),
-        Format::Text => println!(
+        Format::Text => crate::outln!(
             "{}: {} resources valid.",
             session.infra.display_name(),
             specs.len()
