@@ -1551,7 +1551,7 @@ fn profile_noop_plan(
         eventbus_host::state::State::open(&path, Some((Duration::from_secs(5), "bench")))
             .unwrap_or_else(|e| fail(format!("{e:#}")));
     let t = Instant::now();
-    for rec in &st.data.resources {
+    for rec in st.records() {
         std::hint::black_box(fresh.get(&rec.name).cloned());
         fresh
             .commit(eventbus_host::state::Entry::Upsert {

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -48,7 +49,9 @@ pub struct State {
     path: PathBuf,
     _lock: Option<File>,
     journal: Option<File>,
-    pub data: StateFile,
+    data: StateFile,
+    /// Name -> position in `data.resources`, so lookups during a large apply stay O(1).
+    index: HashMap<String, usize>,
 }
 
 /// One journal line.
@@ -184,7 +187,9 @@ impl State {
             _lock: lock,
             journal: None,
             data,
+            index: HashMap::new(),
         };
+        state.reindex();
         state.replay()?;
         if locked {
             let jp = journal_path(path);
@@ -297,20 +302,40 @@ impl State {
         Ok(())
     }
 
+    fn reindex(&mut self) {
+        self.index = (self.data.resources.iter().enumerate())
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+    }
+
+    /// The records, in the order in which resources were first applied.
+    pub fn records(&self) -> &[Record] {
+        &self.data.resources
+    }
+
     pub fn get(&self, name: &str) -> Option<&Record> {
-        self.data.resources.iter().find(|r| r.name == name)
+        self.index.get(name).map(|&i| &self.data.resources[i])
     }
 
     /// Inserts or replaces a record, keeping the order in which resources were first applied.
     pub fn upsert(&mut self, rec: Record) {
-        match self.data.resources.iter_mut().find(|r| r.name == rec.name) {
-            Some(r) => *r = rec,
-            None => self.data.resources.push(rec),
+        match self.index.get(&rec.name) {
+            Some(&i) => self.data.resources[i] = rec,
+            None => {
+                self.index
+                    .insert(rec.name.clone(), self.data.resources.len());
+                self.data.resources.push(rec);
+            }
         }
     }
 
     pub fn remove(&mut self, name: &str) {
-        self.data.resources.retain(|r| r.name != name);
+        if let Some(i) = self.index.remove(name) {
+            self.data.resources.remove(i);
+            for j in self.index.values_mut().filter(|j| **j > i) {
+                *j -= 1;
+            }
+        }
     }
 
     pub fn to_wit(&self) -> Vec<wit::ResourceState> {
@@ -392,6 +417,29 @@ mod tests {
             created_at: now_rfc3339(),
             updated_at: now_rfc3339(),
         }
+    }
+
+    #[test]
+    fn lookups_stay_right_through_upserts_and_removals() {
+        // The name index must follow every removal (positions shift) and replacement.
+        let path = std::env::temp_dir().join(format!("eventbus-index-{}.json", std::process::id()));
+        let mut s = State::open(&path, None).unwrap();
+        for n in ["a", "b", "c", "d"] {
+            s.upsert(rec(n));
+        }
+        s.remove("b");
+        s.remove("zz");
+        let mut c = rec("c");
+        c.provider_id = "changed".into();
+        s.upsert(c);
+        s.upsert(rec("e"));
+        let names: Vec<&str> = s.records().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "d", "e"]);
+        assert!(s.get("b").is_none());
+        for n in ["a", "c", "d", "e"] {
+            assert_eq!(s.get(n).map(|r| r.name.as_str()), Some(n));
+        }
+        assert_eq!(s.get("c").unwrap().provider_id, "changed");
     }
 
     #[test]

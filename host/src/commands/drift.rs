@@ -24,8 +24,7 @@ pub async fn run(ctx: &Ctx) -> Result<Exit> {
     };
     // Drift is measured against what was applied, as wfctl's DetectDriftConfig does.
     let specs: Vec<wit::ResourceSpec> = state
-        .data
-        .resources
+        .records()
         .iter()
         .map(|r| wit::ResourceSpec {
             name: r.name.clone(),

@@ -124,12 +124,7 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
         nats.grant(u);
     }
     if let Some(st) = state {
-        for r in st
-            .data
-            .resources
-            .iter()
-            .filter(|r| r.rtype == "infra.eventbus")
-        {
+        for r in st.records().iter().filter(|r| r.rtype == "infra.eventbus") {
             if let Some(urls) = r.outputs.get("urls").and_then(Value::as_array) {
                 for u in urls.iter().filter_map(Value::as_str) {
                     nats.grant(u);
