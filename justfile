@@ -35,6 +35,12 @@ lint:
 fidelity: build
     cargo test -p eventbus-tests --test fidelity
 
+# The deploy-target suites (self_hosted on a real nats-server; kubernetes and App Platform
+# against fakes that validate every request against the providers' published schemas), then
+# `targets: <passed>/<total> (self_hosted, kubernetes, digitalocean.app_platform)`.
+targets: build
+    scripts/targets.sh
+
 # Crash safety: SIGKILL the apply (and destroy) at random instants, rerun, check nothing is lost.
 chaos: build
     CHAOS_KILLS=64 cargo test -p eventbus-tests --test chaos
