@@ -457,8 +457,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// reports (zero limits as -1, absent as default) so equal configs compare equal.
 pub fn apply_defaults(table: &[FieldSpec], wire: &mut Json) {
     for f in table {
-        let cur = wire.get(f.wire).cloned();
-        let filled = match (f.default, cur) {
+        // Decide on a borrow; only a filled default allocates.
+        let filled = match (f.default, wire.get(f.wire)) {
             (Default::Unlimited, None) => Some(json!(-1)),
             (Default::Unlimited, Some(Value::Number(n)))
                 if n.as_i64().is_some_and(|v| v == 0 || v < -1) =>

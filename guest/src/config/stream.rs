@@ -468,12 +468,12 @@ pub fn invalid_subject(s: &str) -> Option<String> {
 
 /// True when two subject filters can match the same subject.
 pub fn subjects_overlap(a: &str, b: &str) -> bool {
-    let (ta, tb): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
-    let mut i = 0;
+    // Token by token, without collecting (the plan checks every pair of streams on a broker).
+    let (mut ta, mut tb) = (a.split('.'), b.split('.'));
     loop {
-        match (ta.get(i), tb.get(i)) {
-            (Some(&">"), Some(_)) | (Some(_), Some(&">")) => return true,
-            (Some(x), Some(y)) if *x == "*" || *y == "*" || x == y => i += 1,
+        match (ta.next(), tb.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(x), Some(y)) if x == "*" || y == "*" || x == y => {}
             (None, None) => return true,
             _ => return false,
         }
@@ -531,5 +531,9 @@ mod tests {
         assert!(subjects_overlap("a.*.c", "a.b.*"));
         assert!(!subjects_overlap("a.b", "a.c"));
         assert!(!subjects_overlap("a.*", "a.b.c"));
+        assert!(!subjects_overlap("a", "a.b"));
+        assert!(subjects_overlap("a.b", "a.b"));
+        assert!(subjects_overlap(">", "x.y"));
+        assert!(!subjects_overlap("a.b.c", "a.b"));
     }
 }
