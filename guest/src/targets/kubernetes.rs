@@ -40,8 +40,13 @@ const MONITOR_PORT: u16 = 8222;
 const DEFAULT_VOLUME: u128 = 10 << 30;
 /// How long create and update wait for the StatefulSet to roll out.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
-/// Attempts at one API call answered 429 or 5xx (or unreachable) before giving up.
-const ATTEMPTS: u32 = 6;
+/// One API call answered 429 or 5xx (or unreachable): 6 attempts, 0.5 s doubling to 8 s.
+const RETRY: super::Retry = super::Retry {
+    attempts: 6,
+    first: Duration::from_millis(500),
+    max: Duration::from_secs(8),
+    max_after: Duration::from_secs(10),
+};
 const ANN_RESOURCE: &str = "eventbus.dev/resource";
 const ANN_AUTH: &str = "eventbus.dev/auth";
 const ANN_AUTH_SECRET: &str = "eventbus.dev/auth-secret";
@@ -848,8 +853,14 @@ fn status_message(v: &Value) -> String {
         .unwrap_or_else(|| v.to_string())
 }
 
-fn sleep(d: Duration) {
-    std::thread::sleep(d);
+/// An answer's body as JSON (a plain-text body becomes `{"message": text}`).
+fn body_json(body: &[u8]) -> Value {
+    if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body)
+            .unwrap_or_else(|_| json!({"message": String::from_utf8_lossy(body)}))
+    }
 }
 
 impl Api<'_> {
@@ -882,68 +893,13 @@ impl Api<'_> {
             body: bytes,
         };
         let what = format!("{method} {path} (cloud account {})", self.account);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let backoff = Duration::from_millis(500 * (1 << (attempt - 1).min(4)));
-            let (retry, wait, why) = match cloud::call(self.account, &req) {
-                Err(CapError::Denied(m)) => return Err(Error::Forbidden(format!("{what}: {m}"))),
-                Err(CapError::Invalid(m)) => return Err(Error::Internal(format!("{what}: {m}"))),
-                Err(CapError::Unknown(m)) => return Err(Error::NotFound(format!("{what}: {m}"))),
-                Err(CapError::Unavailable(m)) => {
-                    (true, backoff, Error::Transient(format!("{what}: {m}")))
-                }
-                Ok(resp) => {
-                    let body: Value = if resp.body.is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_slice(&resp.body).unwrap_or_else(
-                            |_| json!({"message": String::from_utf8_lossy(&resp.body)}),
-                        )
-                    };
-                    match resp.status {
-                        429 | 500 | 502 | 503 | 504 => {
-                            let after = resp
-                                .headers
-                                .iter()
-                                .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-                                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-                                .map(|s| Duration::from_secs(s.min(10)));
-                            let msg =
-                                format!("{what}: {} ({})", status_message(&body), resp.status);
-                            let e = if resp.status == 429 {
-                                Error::RateLimited(msg)
-                            } else {
-                                Error::Transient(msg)
-                            };
-                            (true, after.unwrap_or(backoff), e)
-                        }
-                        status => return Ok(Answer { status, body }),
-                    }
-                }
-            };
-            if !retry || attempt >= ATTEMPTS {
-                return Err(match why {
-                    Error::RateLimited(m) => {
-                        Error::RateLimited(format!("{m}; gave up after {attempt} attempts"))
-                    }
-                    Error::Transient(m) => {
-                        Error::Transient(format!("{m}; gave up after {attempt} attempts"))
-                    }
-                    e => e,
-                });
-            }
-            crate::log::info(
-                "kubernetes API call will be retried",
-                &[
-                    ("call", &what),
-                    ("attempt", &attempt.to_string()),
-                    ("wait_ms", &wait.as_millis().to_string()),
-                    ("why", &why.to_string()),
-                ],
-            );
-            sleep(wait);
-        }
+        let resp = super::call_with_retry(self.account, &req, &what, &RETRY, |r| {
+            status_message(&body_json(&r.body))
+        })?;
+        Ok(Answer {
+            status: resp.status,
+            body: body_json(&resp.body),
+        })
     }
 
     /// The call's answer, or its failure as one of wfctl's sentinels.
@@ -1101,7 +1057,7 @@ fn wait_rollout(api: &Api, k: &K8s) -> Result<Value> {
                 k.name
             )));
         }
-        sleep(step);
+        std::thread::sleep(step);
         waited += step;
         step = (step * 2).min(Duration::from_secs(2));
     }
