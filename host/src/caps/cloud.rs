@@ -556,32 +556,10 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
         )
     })?;
     let status = resp.status().as_u16();
-    let headers: Vec<(String, String)> = resp
-        .headers()
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "set-cookie" | "www-authenticate"))
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_string(), caps.secrets.mask(v)))
-        })
-        .collect();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| CapError::Unavailable(format!("{account}: reading the response: {e}")))?;
-    if bytes.len() > caps.limits.max_payload {
-        return Err(CapError::Invalid(format!(
-            "response of {} bytes exceeds the {}-byte limit",
-            bytes.len(),
-            caps.limits.max_payload
-        )));
-    }
+    let headers = super::guest_headers(caps, resp.headers(), &["set-cookie", "www-authenticate"]);
+    let bytes = super::read_body(caps, resp, account, super::Oversize::Refuse).await?;
     grant_live_urls(caps, &bytes, &req_body);
-    let body = match std::str::from_utf8(&bytes) {
-        Ok(t) => caps.secrets.mask(t).into_bytes(),
-        Err(_) => bytes.to_vec(),
-    };
+    let body = super::guest_body(caps, bytes);
     tracing::debug!(%account, %method, %path, status, "cloud.call answered");
     Ok(Response {
         status,

@@ -151,28 +151,9 @@ pub async fn fetch(caps: &super::Caps, req: Request) -> Result<Response, CapErro
         .await
         .map_err(|e| CapError::Unavailable(format!("{origin}: {e}")))?;
     let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_string(), caps.secrets.mask(v)))
-        })
-        .collect();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| CapError::Unavailable(format!("{origin}: {e}")))?;
-    let body = bytes
-        .iter()
-        .take(caps.limits.max_payload)
-        .copied()
-        .collect::<Vec<u8>>();
-    let body = match std::str::from_utf8(&body) {
-        Ok(t) => caps.secrets.mask(t).into_bytes(),
-        Err(_) => body,
-    };
+    let headers = super::guest_headers(caps, resp.headers(), &[]);
+    let body = super::read_body(caps, resp, &origin, super::Oversize::Truncate).await?;
+    let body = super::guest_body(caps, body);
     Ok(Response {
         status,
         headers,

@@ -54,5 +54,96 @@ impl Caps {
     }
 }
 
+/// The answer's headers as the guest may see them: values masked where they carry a secret,
+/// names in `drop` left out, and anything that is not text skipped.
+pub fn guest_headers(
+    caps: &Caps,
+    headers: &reqwest::header::HeaderMap,
+    drop: &[&str],
+) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| !drop.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let v = v.to_str().ok()?;
+            Some((k.as_str().to_string(), caps.secrets.mask(v)))
+        })
+        .collect()
+}
+
+/// What to do with a body longer than the payload limit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    Refuse,
+    Truncate,
+}
+
+/// Reads an answer's body chunk by chunk, never holding more than the payload limit: a longer
+/// one is refused or cut short at the limit. `who` names the call in errors.
+pub async fn read_body(
+    caps: &Caps,
+    mut resp: reqwest::Response,
+    who: &str,
+    over: Oversize,
+) -> Result<Vec<u8>, CapError> {
+    let limit = caps.limits.max_payload;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| CapError::Unavailable(format!("{who}: reading the response: {e}")))?
+    {
+        if body.len() + chunk.len() > limit {
+            if over == Oversize::Refuse {
+                return Err(CapError::Invalid(format!(
+                    "{who}: the response exceeds the {limit}-byte payload limit"
+                )));
+            }
+            body.extend_from_slice(&chunk[..limit - body.len()]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A body as the guest may see it: text with every secret value masked; binary as it is.
+pub fn guest_body(caps: &Caps, body: Vec<u8>) -> Vec<u8> {
+    match std::str::from_utf8(&body) {
+        Ok(t) => caps.secrets.mask(t).into_bytes(),
+        Err(_) => body,
+    }
+}
+
 impl types::Host for HostState {}
 impl capability_types::Host for HostState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(max_payload: usize) -> Caps {
+        let limits = Limits {
+            max_payload,
+            ..Limits::default()
+        };
+        Caps::new(Default::default(), Default::default(), limits)
+    }
+
+    fn answer(body: &str) -> reqwest::Response {
+        reqwest::Response::from(::http::Response::new(body.to_string()))
+    }
+
+    #[tokio::test]
+    async fn bodies_are_bounded_by_the_payload_limit() {
+        let c = caps(8);
+        let ok = read_body(&c, answer("12345678"), "t", Oversize::Refuse).await;
+        assert_eq!(ok.unwrap(), b"12345678");
+        let cut = read_body(&c, answer("123456789abc"), "t", Oversize::Truncate).await;
+        assert_eq!(cut.unwrap(), b"12345678");
+        match read_body(&c, answer("123456789abc"), "t", Oversize::Refuse).await {
+            Err(CapError::Invalid(m)) => assert!(m.contains("8-byte payload limit"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}
