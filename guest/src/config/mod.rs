@@ -456,38 +456,50 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Fills a table's static defaults into a wire config, and normalises what a server
 /// reports (zero limits as -1, absent as default) so equal configs compare equal.
 pub fn apply_defaults(table: &[FieldSpec], wire: &mut Json) {
+    // One map lookup per field in the common case (this runs for every resource of a plan,
+    // on the desired config and on the recorded one).
     for f in table {
-        // Decide on a borrow; only a filled default allocates.
-        let filled = match (f.default, wire.get(f.wire)) {
-            (Default::Unlimited, None) => Some(json!(-1)),
-            (Default::Unlimited, Some(Value::Number(n)))
-                if n.as_i64().is_some_and(|v| v == 0 || v < -1) =>
-            {
-                Some(json!(-1))
+        match wire.get_mut(f.wire) {
+            None => {
+                let filled = match f.default {
+                    Default::Unlimited => Some(json!(-1)),
+                    Default::Int(d) => Some(json!(d)),
+                    Default::Str(d) => Some(json!(d)),
+                    Default::Bool(d) => Some(json!(d)),
+                    Default::None | Default::Derived => None,
+                };
+                if let Some(v) = filled {
+                    wire.insert(f.wire.to_string(), v);
+                }
             }
-            (Default::Int(d), None) => Some(json!(d)),
-            (Default::Int(d), Some(Value::Number(n))) if n.as_i64() == Some(0) => Some(json!(d)),
-            (Default::Str(d), None) => Some(json!(d)),
-            (Default::Str(d), Some(Value::String(s))) if s.is_empty() => Some(json!(d)),
-            (Default::Bool(d), None) => Some(json!(d)),
-            _ => None,
-        };
-        if let Some(v) = filled {
-            wire.insert(f.wire.to_string(), v);
-        }
-        // Empty collections and strings, and zero or false without a default, are absent.
-        let none = f.default == Default::None;
-        let empty = match wire.get(f.wire) {
-            Some(Value::Array(a)) => a.is_empty(),
-            Some(Value::Object(o)) => o.is_empty(),
-            Some(Value::String(s)) => s.is_empty() && none,
-            Some(Value::Number(n)) => none && n.as_f64() == Some(0.0),
-            Some(Value::Bool(b)) => none && !b,
-            Some(Value::Null) => true,
-            _ => false,
-        };
-        if empty {
-            wire.remove(f.wire);
+            Some(cur) => {
+                let filled = match (f.default, &*cur) {
+                    (Default::Unlimited, Value::Number(n))
+                        if n.as_i64().is_some_and(|v| v == 0 || v < -1) =>
+                    {
+                        Some(json!(-1))
+                    }
+                    (Default::Int(d), Value::Number(n)) if n.as_i64() == Some(0) => Some(json!(d)),
+                    (Default::Str(d), Value::String(s)) if s.is_empty() => Some(json!(d)),
+                    _ => None,
+                };
+                if let Some(v) = filled {
+                    *cur = v;
+                }
+                // Empty collections and strings, and zero or false without a default, are absent.
+                let none = f.default == Default::None;
+                let empty = match &*cur {
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    Value::String(s) => s.is_empty() && none,
+                    Value::Number(n) => none && n.as_f64() == Some(0.0),
+                    Value::Bool(b) => none && !b,
+                    Value::Null => true,
+                };
+                if empty {
+                    wire.remove(f.wire);
+                }
+            }
         }
     }
 }
