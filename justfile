@@ -29,7 +29,8 @@ inspect: build
 # Lint as CI would.
 lint:
     cargo fmt --all -- --check
-    cargo clippy -p eventbus-host -p eventbus-tests -- -D warnings
+    cargo clippy -p eventbus-host -p eventbus-tests --all-targets -- -D warnings
+    cargo clippy -p eventbus-guest -p eventbus-hostile --target wasm32-wasip2 --release -- -D warnings
 
 # The server-truth matrix: our plan (update or replace) against what each nats-server accepts.
 fidelity: build

@@ -763,11 +763,10 @@ fn main() {
                 format!("error: {}", plan.stderr.lines().next().unwrap_or(""))
             };
             let server_says = probe(&js, c, &s, v);
-            let ok = match (&server_says, ours.as_str()) {
-                (Ok(()), "update") => true,
-                (Err(_), "replace") => true,
-                _ => false,
-            };
+            let ok = matches!(
+                (&server_says, ours.as_str()),
+                (Ok(()), "update") | (Err(_), "replace")
+            );
             n += 1;
             checked += 1;
             let verdict = match &server_says {

@@ -1319,9 +1319,7 @@ async fn http_redirect_dns(e: &Env, rt: &Runtime) -> R {
             e.tripwire.hits() - before
         ));
     }
-    Ok(format!(
-        "caps/http.rs: an allow-listed name resolving to loopback -> cap-error denied; an allow-listed server's 302 to the tripwire came back unfollowed (status 302); following it by hand, userinfo/backslash/port tricks and a Host header -> cap-error denied; the tripwire saw 0 connections"
-    ))
+    Ok("caps/http.rs: an allow-listed name resolving to loopback -> cap-error denied; an allow-listed server's 302 to the tripwire came back unfollowed (status 302); following it by hand, userinfo/backslash/port tricks and a Host header -> cap-error denied; the tripwire saw 0 connections".to_string())
 }
 
 async fn log_handle(e: &Env, rt: &Runtime) -> R {

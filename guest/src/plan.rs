@@ -180,15 +180,15 @@ pub fn resolve(desired: &[Spec], current: &[State]) -> Result<Vec<Spec>> {
         let s = &desired[i];
         match streams.get(&c.stream_name) {
             Some((res, b, _)) => {
-                if let Some(given) = &c.broker_ref {
-                    if given != b {
-                        diags.push(FieldDiag::new(
-                            &s.name,
-                            "config.broker_ref",
-                            format!("stream {} lives on broker {b}, not {given}", c.stream_name),
-                            format!("set broker_ref: {b} or remove it"),
-                        ));
-                    }
+                if let Some(given) = &c.broker_ref
+                    && given != b
+                {
+                    diags.push(FieldDiag::new(
+                        &s.name,
+                        "config.broker_ref",
+                        format!("stream {} lives on broker {b}, not {given}", c.stream_name),
+                        format!("set broker_ref: {b} or remove it"),
+                    ));
                 }
                 resolved[i].config.insert("broker_ref".into(), json!(b));
                 resolved[i].depends_on.push(res.clone());

@@ -220,7 +220,7 @@ impl Loader<'_> {
     }
 }
 
-fn as_str<'v>(v: Option<&'v Value>) -> Option<&'v str> {
+fn as_str(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 

@@ -144,14 +144,14 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
         }
     }
     let domain = f.str("domain").filter(|d| !d.is_empty());
-    if let Some(d) = &domain {
-        if d.contains(['.', '*', '>', ' ']) {
-            f.error(
-                "domain",
-                format!("{d:?} is not a valid JetStream domain"),
-                "use letters, digits, - and _",
-            );
-        }
+    if let Some(d) = &domain
+        && d.contains(['.', '*', '>', ' '])
+    {
+        f.error(
+            "domain",
+            format!("{d:?} is not a valid JetStream domain"),
+            "use letters, digits, - and _",
+        );
     }
     let credentials = read_credentials(&mut f);
     if let Some(mut js) = f.object("jetstream") {

@@ -269,10 +269,10 @@ pub fn parse(resource: &str, config: &Json) -> Result<ConsumerCfg, Vec<FieldDiag
             "set stream_name to the `name` of a stream resource",
         )
         .unwrap_or_default();
-    if !stream_name.is_empty() {
-        if let Some(bad) = invalid_name(&stream_name) {
-            f.error("stream_name", bad, "use the stream's JetStream name");
-        }
+    if !stream_name.is_empty()
+        && let Some(bad) = invalid_name(&stream_name)
+    {
+        f.error("stream_name", bad, "use the stream's JetStream name");
     }
     let mut wire = Json::new();
     for spec in FIELDS {
@@ -318,14 +318,13 @@ pub fn parse(resource: &str, config: &Json) -> Result<ConsumerCfg, Vec<FieldDiag
             .get(key)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
+            && let Some(bad) = invalid_subject(s)
         {
-            if let Some(bad) = invalid_subject(s) {
-                f.error(
-                    key,
-                    format!("{s:?}: {bad}"),
-                    "use dot-separated tokens; * and > only as whole tokens",
-                );
-            }
+            f.error(
+                key,
+                format!("{s:?}: {bad}"),
+                "use dot-separated tokens; * and > only as whole tokens",
+            );
         }
     }
     if wire.contains_key("filter_subject")
@@ -378,10 +377,10 @@ pub fn parse(resource: &str, config: &Json) -> Result<ConsumerCfg, Vec<FieldDiag
 /// Applies the server's defaults (to what we send, and to what the server reports).
 pub fn normalise(wire: &mut Json) {
     // The server echoes `name` equal to `durable_name`; compare on one of them.
-    if !wire.contains_key("durable_name") {
-        if let Some(n) = wire.get("name").cloned() {
-            wire.insert("durable_name".into(), n);
-        }
+    if !wire.contains_key("durable_name")
+        && let Some(n) = wire.get("name").cloned()
+    {
+        wire.insert("durable_name".into(), n);
     }
     wire.remove("name");
     let ack_none = wire.get("ack_policy").and_then(Value::as_str) == Some("none");

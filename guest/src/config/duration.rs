@@ -86,9 +86,9 @@ pub fn format(ns: i64) -> String {
         return format!("-{}", format(ns.saturating_neg()));
     }
     let ns = ns as u128;
-    if ns % 1_000_000_000 != 0 {
+    if !ns.is_multiple_of(1_000_000_000) {
         for (unit, scale) in [("ms", 1_000_000u128), ("us", 1_000), ("ns", 1)] {
-            if ns % scale == 0 {
+            if ns.is_multiple_of(scale) {
                 return format!("{}{unit}", ns / scale);
             }
         }

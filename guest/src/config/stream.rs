@@ -346,14 +346,14 @@ pub fn parse(resource: &str, config: &Json) -> Result<StreamCfg, Vec<FieldDiag>>
         }
         None => {}
     }
-    if let Some(r) = wire.get("num_replicas").and_then(Value::as_i64) {
-        if !(0..=5).contains(&r) {
-            f.error(
-                "num_replicas",
-                format!("{r} is out of range"),
-                "use 1 to 5 replicas",
-            );
-        }
+    if let Some(r) = wire.get("num_replicas").and_then(Value::as_i64)
+        && !(0..=5).contains(&r)
+    {
+        f.error(
+            "num_replicas",
+            format!("{r} is out of range"),
+            "use 1 to 5 replicas",
+        );
     }
     let age = wire.get("max_age").and_then(Value::as_i64).unwrap_or(0);
     if age != 0 && age < 100_000_000 {
@@ -363,14 +363,15 @@ pub fn parse(resource: &str, config: &Json) -> Result<StreamCfg, Vec<FieldDiag>>
             "use 0 to keep messages forever, or 100ms or more",
         );
     }
-    if let Some(dw) = wire.get("duplicate_window").and_then(Value::as_i64) {
-        if age > 0 && dw > age {
-            f.error(
-                "duplicate_window",
-                "can not be larger than max_age",
-                "shorten duplicate_window or lengthen max_age",
-            );
-        }
+    if let Some(dw) = wire.get("duplicate_window").and_then(Value::as_i64)
+        && age > 0
+        && dw > age
+    {
+        f.error(
+            "duplicate_window",
+            "can not be larger than max_age",
+            "shorten duplicate_window or lengthen max_age",
+        );
     }
     let mut known: Vec<&str> = FIELDS.iter().map(|s| s.key).collect();
     known.extend(["broker_ref", "provider"]);

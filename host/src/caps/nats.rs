@@ -256,10 +256,10 @@ impl NatsCap {
         }
         let key = format!("{:?}|{:?}", e.urls, e.auth);
         let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(&key) {
-            if c.connection_state() != async_nats::connection::State::Disconnected {
-                return Ok(c.clone());
-            }
+        if let Some(c) = clients.get(&key)
+            && c.connection_state() != async_nats::connection::State::Disconnected
+        {
+            return Ok(c.clone());
         }
         let secret = |h: &str| {
             secrets.resolve(h).ok_or_else(|| {
@@ -371,12 +371,12 @@ impl HostConnection for HostState {
                 "an endpoint needs 1 to 16 urls".into(),
             )));
         }
-        if let Some(d) = &endpoint.domain {
-            if d.is_empty() || d.contains(['.', '*', '>', ' ']) {
-                return Ok(Err(CapError::Invalid(format!(
-                    "{d:?} is not a JetStream domain"
-                ))));
-            }
+        if let Some(d) = &endpoint.domain
+            && (d.is_empty() || d.contains(['.', '*', '>', ' ']))
+        {
+            return Ok(Err(CapError::Invalid(format!(
+                "{d:?} is not a JetStream domain"
+            ))));
         }
         let entry = BrokerEntry {
             urls: endpoint.urls,

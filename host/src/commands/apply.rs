@@ -290,6 +290,10 @@ impl Schedule {
 }
 
 /// Runs the actions, in parallel where they are independent. Outcomes are in completion order.
+/// A finished action: its index in the plan, its outcome (a host error, or the guest's
+/// error text), and how long it took in microseconds.
+type Finished = (usize, Result<std::result::Result<(), String>>, u128);
+
 pub async fn execute(
     ctx: &Ctx,
     session: &Session,
@@ -304,8 +308,7 @@ pub async fn execute(
         provider_ref: session.infra.provider_module.clone(),
     });
     let mut outcomes = Vec::with_capacity(total);
-    let mut running: JoinSet<(usize, Result<std::result::Result<(), String>>, u128)> =
-        JoinSet::new();
+    let mut running: JoinSet<Finished> = JoinSet::new();
     let mut done = 0usize;
     let verbose_progress = total <= 200
         || ctx.output == Format::Text && std::env::var_os("EVENTBUS_PROGRESS").is_some();

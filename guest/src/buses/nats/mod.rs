@@ -203,7 +203,7 @@ pub fn api_error(resource: &str, what: &str, e: ApiError) -> Error {
         401 => Error::Unauthorized(text),
         403 => Error::Forbidden(text),
         429 => Error::RateLimited(text),
-        503 | 502 | 504 => Error::Transient(text),
+        502..=504 => Error::Transient(text),
         _ if e.err_code == codes::NOT_ENABLED => Error::Transient(text),
         400 | 500 => Error::invalid(
             resource,
