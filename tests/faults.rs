@@ -114,6 +114,42 @@ fn an_apply_killed_while_holding_the_lock_leaves_no_stale_lock() {
 }
 
 #[test]
+fn a_hung_holder_is_named_by_unlock_and_stopped_by_unlock_force() {
+    // An apply that hangs while holding the lock (here: stopped with SIGSTOP) keeps the lock,
+    // since it is alive. `unlock` names it; `unlock --force` stops it (a stopped process
+    // ignores SIGTERM, so this also proves the SIGKILL fallback); nothing it recorded is lost
+    // and the next apply finishes the job.
+    let server = NatsServer::start();
+    let project = Project::new(&wide(20, 6), server.url());
+    project.run(&["unlock"]).expect_code(0);
+    let mut holder = spawn(&project, server.url(), &["apply"]);
+    wait_for_progress(&project);
+    let pid = holder.id().to_string();
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let shown = project.run(&["unlock"]);
+    shown.expect_code(1);
+    assert!(
+        shown.stdout.contains(&format!("locked by pid {pid} ")),
+        "unlock names the holder: {shown}"
+    );
+    project
+        .run(&["apply", "--lock-timeout", "0"])
+        .expect_code(1);
+    let forced = project.run_json(&["unlock", "--force", "--grace", "1"]);
+    forced.expect_code(0);
+    let v: Value = serde_json::from_str(&forced.stdout).unwrap();
+    assert_eq!(v["broken"], json!(true), "{forced}");
+    assert_eq!(v["pid"], json!(holder.id()), "{forced}");
+    let status = holder.wait().unwrap();
+    assert!(!status.success(), "the holder was stopped: {status:?}");
+    project.run(&["unlock"]).expect_code(0);
+    project.run(&["apply"]).expect_code(0);
+    project.run(&["plan"]).expect_code(0);
+    let js = JetStream::connect(server.url());
+    assert_eq!(js.stream_names().len(), 20);
+}
+
+#[test]
 fn broker_stopped_mid_apply_keeps_what_succeeded_and_a_rerun_converges() {
     // Stop nats-server in the middle: failed actions are reported, successes stay recorded,
     // and after a restart the same apply finishes the job.

@@ -108,6 +108,16 @@ enum Command {
         #[arg(long)]
         id: String,
     },
+    /// Show who holds the state lock; with --force, stop that process so the lock is free
+    /// (nothing it finished is lost: the next apply continues from its journal).
+    Unlock {
+        /// Stop the holder: SIGTERM, then SIGKILL after --grace seconds.
+        #[arg(long)]
+        force: bool,
+        /// Seconds between SIGTERM and SIGKILL.
+        #[arg(long, default_value_t = 10, value_name = "SECS")]
+        grace: u64,
+    },
     /// Print the JSON Schema of a resource type's config (all types when omitted).
     Schema {
         #[arg(value_name = "TYPE")]
@@ -191,6 +201,9 @@ fn main() {
                 commands::import::run(&ctx, name, rtype, id).await
             }
             Command::Schema { rtype } => commands::schema::run(&ctx, rtype.as_deref()).await,
+            Command::Unlock { force, grace } => {
+                commands::unlock::run(&ctx, *force, Duration::from_secs(*grace))
+            }
         }
     });
     let code = match result {

@@ -127,7 +127,7 @@ fn acquire(path: &Path, timeout: Duration, command: &str) -> Result<File> {
                 let mut holder = String::new();
                 let _ = f.read_to_string(&mut holder);
                 bail!(
-                    "the state {} is locked by another eventbus process ({}); wait for it to finish, or pass --lock-timeout to wait longer",
+                    "the state {} is locked by another eventbus process ({}); wait for it to finish, pass --lock-timeout to wait longer, or stop it with `eventbus unlock --force`",
                     path.display(),
                     if holder.trim().is_empty() {
                         "holder unknown".to_string()
@@ -152,6 +152,107 @@ fn acquire(path: &Path, timeout: Duration, command: &str) -> Result<File> {
     )?;
     f.flush()?;
     Ok(f)
+}
+
+/// Who holds the state lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockStatus {
+    Free,
+    /// Held: the holder's own line (pid, host, command, since), and its pid when it is a
+    /// process on this machine that really has the lock file open.
+    Held {
+        holder: String,
+        pid: Option<u32>,
+    },
+}
+
+/// Whether the state at `path` is locked, and by whom. The lock is the kernel's (flock):
+/// a holder that died released it, so a held lock always has a live holder.
+pub fn lock_status(path: &Path) -> Result<LockStatus> {
+    let lp = lock_path(path);
+    let mut f = match File::open(&lp) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockStatus::Free),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", lp.display())),
+    };
+    match f.try_lock_shared() {
+        Ok(()) => Ok(LockStatus::Free),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim().to_string();
+            let pid = holder
+                .strip_prefix("pid ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse::<u32>().ok())
+                .filter(|&pid| has_open(pid, &lp));
+            Ok(LockStatus::Held { holder, pid })
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("checking the lock {}", lp.display()))
+        }
+    }
+}
+
+/// Whether process `pid` on this machine has `file` open (so the pid a lock file names is
+/// really its holder, not a recycled number).
+fn has_open(pid: u32, file: &Path) -> bool {
+    let Ok(want) = std::fs::canonicalize(file) else {
+        return false;
+    };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|e| e.ok())
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == want))
+}
+
+/// Breaks the lock on the state at `path` by stopping its holder: SIGTERM, then SIGKILL when
+/// it has not let go after `grace`. Safe because every action the holder finished is already
+/// durable in the journal; the next apply continues from there. Returns the stopped pid, or
+/// `None` when the state was not locked. A holder that is not a process on this machine
+/// cannot be stopped from here, and that is an error naming it.
+pub fn break_lock(path: &Path, grace: Duration) -> Result<Option<u32>> {
+    let (holder, pid) = match lock_status(path)? {
+        LockStatus::Free => return Ok(None),
+        LockStatus::Held { holder, pid } => (holder, pid),
+    };
+    let Some(pid) = pid else {
+        bail!(
+            "the state {} is locked by {}, which is not a process on this machine with the lock file open; stop it where it runs",
+            path.display(),
+            if holder.is_empty() {
+                "an unknown holder"
+            } else {
+                &holder
+            }
+        );
+    };
+    let released = |within: Duration| {
+        let until = Instant::now() + within;
+        loop {
+            if matches!(lock_status(path), Ok(LockStatus::Free)) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    for (signal, wait) in [("-TERM", grace), ("-KILL", Duration::from_secs(10))] {
+        let _ = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+        if released(wait) {
+            return Ok(Some(pid));
+        }
+    }
+    bail!(
+        "pid {pid} still holds the lock on {} after SIGKILL",
+        path.display()
+    )
 }
 
 impl State {

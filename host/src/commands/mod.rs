@@ -7,6 +7,7 @@ pub mod import;
 pub mod plan;
 pub mod schema;
 pub mod status;
+pub mod unlock;
 pub mod validate;
 
 use crate::caps::Caps;
