@@ -101,11 +101,19 @@ fn an_apply_killed_while_holding_the_lock_leaves_no_stale_lock() {
     let project = Project::new(&wide(20, 6), server.url());
     let mut first = spawn(&project, server.url(), &["apply"]);
     wait_for_progress(&project);
+    let pid = first.id();
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(
         project.dir().join("state.json.lock").exists(),
         "the lock file itself remains"
+    );
+    // `unlock` sees the lock free and says who held it last.
+    let shown = project.run(&["unlock"]);
+    shown.expect_code(0);
+    assert!(
+        shown.stdout.contains("not locked") && shown.stdout.contains(&format!("pid {pid} ")),
+        "{shown}"
     );
     project
         .run(&["apply", "--lock-timeout", "0"])

@@ -157,13 +157,12 @@ fn acquire(path: &Path, timeout: Duration, command: &str) -> Result<File> {
 /// Who holds the state lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockStatus {
-    Free,
+    /// Nobody holds it; `last` is the line the last holder left in the lock file (a process
+    /// that has ended, however it ended), if any.
+    Free { last: Option<String> },
     /// Held: the holder's own line (pid, host, command, since), and its pid when it is a
     /// process on this machine that really has the lock file open.
-    Held {
-        holder: String,
-        pid: Option<u32>,
-    },
+    Held { holder: String, pid: Option<u32> },
 }
 
 /// Whether the state at `path` is locked, and by whom. The lock is the kernel's (flock):
@@ -172,13 +171,19 @@ pub fn lock_status(path: &Path) -> Result<LockStatus> {
     let lp = lock_path(path);
     let mut f = match File::open(&lp) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockStatus::Free),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(LockStatus::Free { last: None });
+        }
         Err(e) => return Err(e).with_context(|| format!("opening {}", lp.display())),
     };
+    let mut holder = String::new();
     match f.try_lock_shared() {
-        Ok(()) => Ok(LockStatus::Free),
+        Ok(()) => {
+            let _ = f.read_to_string(&mut holder);
+            let last = Some(holder.trim().to_string()).filter(|h| !h.is_empty());
+            Ok(LockStatus::Free { last })
+        }
         Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
             let _ = f.read_to_string(&mut holder);
             let holder = holder.trim().to_string();
             let pid = holder
@@ -214,7 +219,7 @@ fn has_open(pid: u32, file: &Path) -> bool {
 /// cannot be stopped from here, and that is an error naming it.
 pub fn break_lock(path: &Path, grace: Duration) -> Result<Option<u32>> {
     let (holder, pid) = match lock_status(path)? {
-        LockStatus::Free => return Ok(None),
+        LockStatus::Free { .. } => return Ok(None),
         LockStatus::Held { holder, pid } => (holder, pid),
     };
     let Some(pid) = pid else {
@@ -231,7 +236,7 @@ pub fn break_lock(path: &Path, grace: Duration) -> Result<Option<u32>> {
     let released = |within: Duration| {
         let until = Instant::now() + within;
         loop {
-            if matches!(lock_status(path), Ok(LockStatus::Free)) {
+            if matches!(lock_status(path), Ok(LockStatus::Free { .. })) {
                 return true;
             }
             if Instant::now() >= until {

@@ -14,10 +14,19 @@ pub fn run(ctx: &Ctx, force: bool, grace: Duration) -> Result<Exit> {
     let path = ctx.state.as_path();
     let status = state::lock_status(path)?;
     let (holder, pid) = match &status {
-        LockStatus::Free => {
+        LockStatus::Free { last } => {
             match ctx.output {
-                Format::Json => crate::outln!("{}", json!({"locked": false, "state": path})),
-                Format::Text => crate::outln!("The state {} is not locked.", path.display()),
+                Format::Json => crate::outln!(
+                    "{}",
+                    json!({"locked": false, "state": path, "last_holder": last})
+                ),
+                Format::Text => match last {
+                    Some(l) => crate::outln!(
+                        "The state {} is not locked (last held by {l}, which has ended; the kernel released its lock).",
+                        path.display()
+                    ),
+                    None => crate::outln!("The state {} is not locked.", path.display()),
+                },
             }
             return Ok(Exit::Ok);
         }
