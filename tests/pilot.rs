@@ -1032,3 +1032,28 @@ fn a_closed_stdout_pipe_ends_the_cli_quietly_without_a_panic() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn the_payload_limit_is_a_setting_and_an_oversized_request_fails_the_call_clearly() {
+    // `--max-payload-kib 1` with a 2,000-character stream description: the host refuses the
+    // stream's create request with the limit named, before it reaches the server; the apply
+    // reports it, and with the default limit the next apply converges.
+    let (_server, project, js) = pilot();
+    let long = "x".repeat(2000);
+    edit_module(
+        &project,
+        STREAM_MODULE,
+        "      max_age: 168h\n",
+        &format!("      max_age: 168h\n      description: {long}\n"),
+    );
+    let out = project.run(&["--max-payload-kib", "1", "apply"]);
+    out.expect_code(1);
+    assert!(
+        out.stdout.contains("exceeds the 1024-byte limit"),
+        "the limit is named: {out}"
+    );
+    assert!(js.stream_names().is_empty(), "nothing reached the server");
+    apply_ok(&project);
+    assert_eq!(js.stream_names(), vec![STREAM.to_string()]);
+    project.run(&["plan"]).expect_code(0);
+}

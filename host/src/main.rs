@@ -56,6 +56,26 @@ struct Cli {
         env = "EVENTBUS_BROKER_CALL_TIMEOUT"
     )]
     broker_call_timeout: u64,
+    /// Sandbox: largest NATS request or reply, and cloud or HTTP answer, crossing into the
+    /// component, in KiB.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 1024,
+        env = "EVENTBUS_MAX_PAYLOAD_KIB",
+        value_name = "KIB"
+    )]
+    max_payload_kib: usize,
+    /// Sandbox: bytes one host call may copy out of the component (Wasmtime hostcall fuel),
+    /// in MiB.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 16,
+        env = "EVENTBUS_HOSTCALL_MIB",
+        value_name = "MIB"
+    )]
+    hostcall_mib: usize,
     /// Component instances working at once: independent actions run in parallel.
     #[arg(long, global = true, default_value_t = 8, env = "EVENTBUS_PARALLELISM")]
     parallelism: usize,
@@ -171,7 +191,8 @@ fn main() {
             memory_bytes: cli.memory_mib << 20,
             call_timeout: Duration::from_secs(cli.call_timeout.max(1)),
             broker_call_timeout: Duration::from_secs(cli.broker_call_timeout.max(1)),
-            ..Limits::default()
+            max_payload: cli.max_payload_kib.max(1) << 10,
+            hostcall_bytes: cli.hostcall_mib.max(1) << 20,
         },
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -64,6 +64,12 @@ fn limits_from_env() -> Limits {
     if let Some(s) = num("EVENTBUS_BROKER_CALL_TIMEOUT") {
         l.broker_call_timeout = Duration::from_secs(s.max(1));
     }
+    if let Some(kib) = num("EVENTBUS_MAX_PAYLOAD_KIB") {
+        l.max_payload = (kib.max(1) as usize) << 10;
+    }
+    if let Some(mib) = num("EVENTBUS_HOSTCALL_MIB") {
+        l.hostcall_bytes = (mib.max(1) as usize) << 20;
+    }
     l
 }
 
