@@ -42,7 +42,7 @@ pub fn run(ctx: &Ctx, force: bool, grace: Duration) -> Result<Exit> {
                 crate::outln!("The state {} is locked by {holder}.", path.display());
                 if pid.is_some() {
                     crate::outln!(
-                        "It is a live process on this machine: wait for it, or stop it with `eventbus unlock --force` \\
+                        "It is a live process on this machine: wait for it, or stop it with `eventbus unlock --force` \
                          (SIGTERM, then SIGKILL after {}s). Every action it finished is kept; the next apply continues from there.",
                         grace.as_secs()
                     );
