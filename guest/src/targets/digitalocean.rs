@@ -1343,12 +1343,7 @@ fn change_of(key: &str) -> (String, bool, &'static str) {
 
 pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     let c = parse(&spec.name, &spec.config).map_err(Error::Validation)?;
-    let live = current
-        .outputs
-        .get("identity")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let live = super::recorded_identity(current);
     // The password handle is the host's; a generated one keeps its handle across runs.
     let password = match &c.password {
         Some(p) => p.clone(),

@@ -1452,12 +1452,7 @@ fn update_reason(key: &str, old: &Value, new: &Value) -> String {
 pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     let (_, k) = parse_spec(spec)?;
     let want = identity(&k);
-    let live = current
-        .outputs
-        .get("identity")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let live = super::recorded_identity(current);
     let mut out = Vec::new();
     for (key, new) in &want {
         let old = live.get(key).cloned().unwrap_or(Value::Null);

@@ -8,7 +8,20 @@ pub mod self_hosted;
 use crate::bindings::eventbus::iac::capability_types::CapError;
 use crate::bindings::eventbus::iac::cloud::{self, Request, Response};
 use crate::error::{Error, Result};
+use crate::model::{Json, Output};
+use serde_json::Value;
 use std::time::Duration;
+
+/// The identity a broker's last apply or read recorded (`outputs.identity`), which every
+/// target's diff compares the desired one with; empty when none was recorded.
+pub fn recorded_identity(current: &Output) -> Json {
+    current
+        .outputs
+        .get("identity")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
 
 /// How a target retries one cloud API call.
 pub struct Retry {

@@ -158,12 +158,7 @@ pub fn delete(_r: &Ref) -> Result<()> {
 
 pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     let c = cfg::parse(&spec.name, &spec.config).map_err(Error::Validation)?;
-    let live = current
-        .outputs
-        .get("identity")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let live = super::recorded_identity(current);
     let mut out = Vec::new();
     for (k, want) in &c.identity {
         let have = live.get(k).cloned().unwrap_or(Value::Null);
