@@ -7,7 +7,7 @@
 //! Every test starts its own fake (and so its own nats-servers) and judges the CLI by what the
 //! fake's API and the broker itself hold, not only by what the CLI printed.
 
-use eventbus_tests::{Cli, Output, TempDir, Value, json, pilot_yaml, workspace_root};
+use eventbus_tests::{Cli, Output, TempDir, Value, json, pilot_yaml, python, workspace_root};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -34,15 +34,6 @@ struct DoFake {
     child: Option<Child>,
     base: String,
     token: String,
-}
-
-fn python() -> PathBuf {
-    let venv = workspace_root().join(".venv/bin/python");
-    if venv.is_file() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
 }
 
 impl DoFake {

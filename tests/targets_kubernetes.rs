@@ -10,7 +10,7 @@
 //! Needs `.venv/bin/python` (or `python3`) with `kubernetes-validate` installed.
 
 use eventbus_tests::{
-    Cli, Output, TempDir, Value, json, nats_server_bin, pilot_yaml, workspace_root,
+    Cli, Output, TempDir, Value, json, nats_server_bin, pilot_yaml, python, workspace_root,
 };
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,15 +22,6 @@ const NS: &str = "eventbus";
 
 // ---------------------------------------------------------------------------------------------
 // The fake API server
-
-fn python() -> PathBuf {
-    let venv = workspace_root().join(".venv/bin/python");
-    if venv.is_file() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
 
 struct Fake {
     child: Child,

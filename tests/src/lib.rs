@@ -24,6 +24,17 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The Python that runs the fakes in `tests/fakes/`: the project's `.venv` (where `./dev
+/// setup` installs their schema validators), else `python3` on PATH.
+pub fn python() -> PathBuf {
+    let venv = workspace_root().join(".venv/bin/python");
+    if venv.is_file() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
 /// The pilot infra.yaml shipped with the project.
 pub fn pilot_path() -> PathBuf {
     workspace_root().join("examples/bmw/infra.yaml")
