@@ -51,13 +51,13 @@ impl DoFake {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("read the fake's first line");
-        let base = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| {
-                panic!("the DigitalOcean fake did not start (needs PyYAML and jsonschema in .venv): {line:?}")
-            })
-            .to_string();
+        let base = match line.trim().strip_prefix("LISTENING ") {
+            Some(base) => base.to_string(),
+            None => match line.trim().strip_prefix("FAILED ") {
+                Some(reason) => panic!("the DigitalOcean fake did not start: {reason}"),
+                None => panic!("the DigitalOcean fake exited before listening (its stderr is above): {line:?}"),
+            },
+        };
         DoFake {
             child: Some(child),
             base,

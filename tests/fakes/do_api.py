@@ -4,7 +4,7 @@
 What makes it faithful rather than a stub:
 
 * Every request body is validated against DigitalOcean's published OpenAPI description
-  (../shared/reference/digitalocean-openapi, resolved from the root document's `paths`, so
+  (shipped in tests/fakes/digitalocean-openapi, resolved from the root document's `paths`, so
   the operation, its request schema and its responses are DigitalOcean's own), and rejected
   with 422 `unprocessable_entity` like the API does. Unknown fields are refused too (stricter
   than the schema, which leaves objects open), so a misspelt key cannot pass unnoticed.
@@ -61,8 +61,18 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import jsonschema
-import yaml
+
+def fail(reason):
+    """Startup failed: say why on stdout, where the test reads its first line, and stop."""
+    print(f"FAILED {reason}", flush=True)
+    sys.exit(f"do-fake: {reason}")
+
+
+try:
+    import jsonschema
+    import yaml
+except ImportError as e:
+    fail(f"needs the Python package {e.name!r} ({e}): run ./dev setup, or pip install jsonschema pyyaml")
 
 try:
     YamlLoader = yaml.CSafeLoader
@@ -71,9 +81,7 @@ except AttributeError:  # pragma: no cover
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-DEFAULT_OPENAPI = os.path.join(
-    REPO, "..", "shared", "reference", "digitalocean-openapi", "specification", "DigitalOcean-public.v2.yaml"
-)
+DEFAULT_OPENAPI = os.path.join(HERE, "digitalocean-openapi", "specification", "DigitalOcean-public.v2.yaml")
 
 
 def now():
@@ -153,18 +161,22 @@ class OpenAPI:
 
 
 def self_check(api):
-    """DigitalOcean's own sample request (apps_create.yml) must pass the request validation,
-    or the loader is wrong and every verdict of this fake would be too."""
+    """Every App Platform operation must resolve (a missing file fails here, at start, naming
+    it), and DigitalOcean's own sample request (apps_create.yml) must pass the request
+    validation, or the loader is wrong and every verdict of this fake would be too."""
+    for _, _, _, file in api.ops:
+        if file not in api.resolved:
+            api.resolved[file] = api.deref(api.load(file), file)
     _, _, op = api.operation("POST", "/v2/apps")
     raw = api.load(next(f for m, _, t, f in api.ops if m == "POST" and t == "/v2/apps"))
     example = raw["requestBody"]["content"]["application/json"]["example"]
     schema = op["requestBody"]["content"]["application/json"]["schema"]
     errs = schema_errors(schema, example) + unknown_fields(schema, example)
     if errs:
-        sys.exit(f"do-fake: DigitalOcean's own example request fails validation: {errs}")
+        fail(f"DigitalOcean's own example request fails validation: {errs}")
     bad = {"spec": {"name": "Not A Name", "services": [{"name": "x", "http_port": 0}]}}
     if not schema_errors(schema, bad):
-        sys.exit("do-fake: an invalid app spec passed validation: the schema was not resolved")
+        fail("an invalid app spec passed validation: the schema was not resolved")
 
 
 def to_jsonschema(node):
@@ -832,14 +844,17 @@ def main():
     p.add_argument("--phase-seconds", type=float, default=0.2)
     args = p.parse_args()
     if not os.path.exists(args.openapi):
-        sys.exit(f"do-fake: DigitalOcean's OpenAPI description is not at {args.openapi} (use --openapi)")
+        fail(f"DigitalOcean's OpenAPI description is not at {args.openapi} (use --openapi)")
     if not shutil.which(args.nats_server):
         found = shutil.which("nats-server")
         if not found:
-            sys.exit(f"do-fake: no nats-server at {args.nats_server} (use --nats-server)")
+            fail(f"no nats-server at {args.nats_server} (use --nats-server)")
         args.nats_server = found
-    fake = Fake(args)
-    self_check(fake.api)
+    try:
+        fake = Fake(args)
+        self_check(fake.api)
+    except (OSError, yaml.YAMLError, KeyError) as e:
+        fail(f"cannot load DigitalOcean's OpenAPI description from {args.openapi}: {e}")
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(fake))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
