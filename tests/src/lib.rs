@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use serde_json::{Value, json};
 
+pub mod do_fake;
+
 /// The workspace root (parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -689,6 +691,8 @@ pub fn eventbus_bin() -> PathBuf {
 /// What one CLI run printed, and how it exited.
 #[derive(Debug, Clone)]
 pub struct Output {
+    /// The program's file name (`eventbus`, `wfctl`).
+    pub program: String,
     pub args: Vec<String>,
     /// Exit code; -1 if killed by a signal or the timeout.
     pub code: i32,
@@ -701,7 +705,8 @@ impl Output {
     pub fn json(&self) -> Value {
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
             panic!(
-                "stdout of `eventbus {}` is not JSON ({e}):\n{self}",
+                "stdout of `{} {}` is not JSON ({e}):\n{self}",
+                self.program,
                 self.args.join(" ")
             )
         })
@@ -718,7 +723,8 @@ impl Output {
         assert_eq!(
             self.code,
             code,
-            "`eventbus {}` exited {} instead of {code}\n{self}",
+            "`{} {}` exited {} instead of {code}\n{self}",
+            self.program,
             self.args.join(" "),
             self.code
         );
@@ -730,7 +736,8 @@ impl std::fmt::Display for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "--- eventbus {} (exit {})\n--- stdout:\n{}\n--- stderr:\n{}\n---",
+            "--- {} {} (exit {})\n--- stdout:\n{}\n--- stderr:\n{}\n---",
+            self.program,
             self.args.join(" "),
             self.code,
             self.stdout,
@@ -739,7 +746,8 @@ impl std::fmt::Display for Output {
     }
 }
 
-/// Runs the `eventbus` binary with fixed environment and working directory.
+/// Runs the `eventbus` binary (or another program, [`Cli::program`]) with fixed environment
+/// and working directory.
 #[derive(Debug, Clone)]
 pub struct Cli {
     bin: PathBuf,
@@ -750,12 +758,17 @@ pub struct Cli {
 
 impl Cli {
     pub fn new(cwd: impl Into<PathBuf>) -> Self {
+        Self::program(eventbus_bin(), cwd)
+    }
+
+    /// Another program (wfctl) run the same way.
+    pub fn program(bin: impl Into<PathBuf>, cwd: impl Into<PathBuf>) -> Self {
         let timeout = std::env::var("EVENTBUS_TEST_TIMEOUT_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(180);
         Cli {
-            bin: eventbus_bin(),
+            bin: bin.into(),
             cwd: cwd.into(),
             env: Vec::new(),
             timeout: Duration::from_secs(timeout),
@@ -817,6 +830,11 @@ impl Cli {
             ));
         }
         Output {
+            program: self
+                .bin
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             args,
             code: status.code().unwrap_or(-1),
             stdout,
@@ -917,31 +935,34 @@ pub struct JetStream {
 
 impl JetStream {
     pub fn connect(url: &str) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let client = rt
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), async_nats::connect(url)).await
-            })
-            .unwrap_or_else(|_| panic!("timed out connecting to {url}"))
-            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
-        JetStream { rt, client }
+        Self::open(url, async_nats::ConnectOptions::new(), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Like [`connect`](Self::connect), returning the error instead of panicking.
     pub fn try_connect(url: &str) -> Result<Self, String> {
+        Self::open(url, async_nats::ConnectOptions::new(), Duration::from_secs(5))
+    }
+
+    /// Connects with a user and password (a broker whose admin credentials the test knows).
+    pub fn connect_as(url: &str, user: &str, password: &str) -> Self {
+        let options =
+            async_nats::ConnectOptions::new().user_and_password(user.into(), password.into());
+        Self::open(url, options, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn open(
+        url: &str,
+        options: async_nats::ConnectOptions,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("tokio runtime");
         let client = rt
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url)).await
-            })
+            .block_on(async { tokio::time::timeout(timeout, options.connect(url)).await })
             .map_err(|_| format!("timed out connecting to {url}"))?
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
         Ok(JetStream { rt, client })
