@@ -345,10 +345,25 @@ impl wprov::Guest for Component {
         })
     }
 
+    /// wfctl asks the first iac.provider module in a file to create the bucket of a remote
+    /// state backend (spaces, s3, gcs...) before every apply. Event buses hold no wfctl state,
+    /// so there is nothing to create: an empty result lets the apply go on (an error would fail
+    /// every apply of a file that lists this provider first), and the log says whose job it is.
     fn bootstrap_state_backend(
-        _config_json: String,
+        config_json: String,
     ) -> Result<wit::BootstrapResult, wit::ProviderError> {
-        Err(Error::Unimplemented("the eventbus provider has no state backend".into()).into())
+        let config: Value = serde_json::from_str(&config_json).unwrap_or_default();
+        let backend = config["backend"].as_str().unwrap_or("");
+        log::warn(
+            "nothing to bootstrap: the eventbus provider creates no state backend; if this backend's bucket does not exist yet, declare the iac.provider module that owns it before eventbus's, or run `wfctl infra bootstrap` with it",
+            &[("backend", backend)],
+        );
+        Ok(wit::BootstrapResult {
+            bucket: String::new(),
+            region: String::new(),
+            endpoint: String::new(),
+            env_vars: vec![],
+        })
     }
 
     fn schema(resource_type: String) -> Result<String, wit::ProviderError> {

@@ -13,3 +13,11 @@ pub fn info(msg: &str, fields: &[(&str, &str)]) {
         .collect();
     log(Level::Info, msg, &f);
 }
+
+pub fn warn(msg: &str, fields: &[(&str, &str)]) {
+    let f: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    log(Level::Warn, msg, &f);
+}

@@ -252,6 +252,15 @@ impl Guest {
             eventbus_iac_provider.call_resolve_sizing(rtype, size, hints)
         )
     }
+    pub async fn bootstrap_state_backend(
+        &mut self,
+        config_json: &str,
+    ) -> GuestResult<wit::BootstrapResult> {
+        call!(
+            self,
+            eventbus_iac_provider.call_bootstrap_state_backend(config_json)
+        )
+    }
     pub async fn schema(&mut self, rtype: &str) -> GuestResult<String> {
         call!(self, eventbus_iac_provider.call_schema(rtype))
     }

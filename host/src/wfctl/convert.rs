@@ -250,6 +250,15 @@ pub fn sizing_out(s: wit::ProviderSizing) -> pb::ProviderSizing {
     }
 }
 
+pub fn bootstrap_out(b: wit::BootstrapResult) -> pb::BootstrapResult {
+    pb::BootstrapResult {
+        bucket: b.bucket,
+        region: b.region,
+        endpoint: b.endpoint,
+        env_vars: b.env_vars.into_iter().collect(),
+    }
+}
+
 pub fn health_out(h: wit::HealthResult) -> pb::HealthResult {
     pb::HealthResult {
         healthy: h.healthy,

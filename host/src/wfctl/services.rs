@@ -155,15 +155,18 @@ impl IaCProviderRequired for Bridge {
         }))
     }
 
-    /// `runtime::Guest` has no wrapper for the WIT export `bootstrap-state-backend`, so this
-    /// answers what that export answers today: the provider has no state backend.
+    /// wfctl calls this on the first iac.provider module of a file whose iac.state backend is
+    /// remote (spaces, s3...), before every apply; the component answers.
     async fn bootstrap_state_backend(
         &self,
-        _: Request<pb::BootstrapStateBackendRequest>,
+        req: Request<pb::BootstrapStateBackendRequest>,
     ) -> Reply<pb::BootstrapStateBackendResponse> {
-        Err(Status::unimplemented(
-            "iac: provider method unimplemented: the eventbus provider has no state backend",
-        ))
+        let config = String::from_utf8_lossy(&req.into_inner().config_json).into_owned();
+        let mut slot = self.guest().await?;
+        let result = self.finish(slot.get().bootstrap_state_backend(&config).await)?;
+        Ok(Response::new(pb::BootstrapStateBackendResponse {
+            result: Some(convert::bootstrap_out(result)),
+        }))
     }
 }
 
