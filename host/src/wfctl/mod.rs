@@ -4,6 +4,7 @@
 //! service `plugin` as SERVING, prints the handshake line `1|1|unix|<path>|grpc` on stdout
 //! and forwards every call into the sandboxed component. Logs go to stderr only.
 
+pub mod authority;
 pub mod bridge;
 pub mod convert;
 pub mod proto;
@@ -263,7 +264,11 @@ async fn run() -> anyhow::Result<()> {
     };
     let result = match listener {
         Listener::Unix(l, dir) => {
-            let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
+            // Clients that name the socket path in :authority (grpcio) must not be refused.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::UnixListenerStream::new(l),
+                |conn| conn.map(authority::AcceptAnyAuthority::new),
+            );
             let r = tokio::select! {
                 r = router.serve_with_incoming_shutdown(incoming, shutdown) => r,
                 _ = hard_stop => Ok(()),
