@@ -50,9 +50,16 @@ pub fn pilot_yaml() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What a test starts: every process through `Command::owned`, every temp dir in the run's root
+
+pub mod reaper;
+pub use reaper::Owned;
+
+// ---------------------------------------------------------------------------------------------
 // Temp directories (std only; removed on drop unless EVENTBUS_TEST_KEEP is set)
 
-/// A fresh directory under the system temp dir, removed on drop.
+/// A fresh directory under the run's temp root ([`reaper::temp_root`]), removed on drop, and
+/// with the root when the test process ends however it ends.
 /// Set `EVENTBUS_TEST_KEEP=1` to keep it for post-mortem inspection.
 pub struct TempDir {
     path: PathBuf,
@@ -66,7 +73,7 @@ impl TempDir {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
+        let path = reaper::temp_root().join(format!(
             "eventbus-e2e-{prefix}-{}-{n}-{nanos}",
             std::process::id()
         ));
@@ -180,6 +187,7 @@ impl NatsServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
+            .owned()
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -794,6 +802,7 @@ impl Cli {
             cmd.env(k, v);
         }
         let mut child = cmd
+            .owned()
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
         let mut out_pipe = child.stdout.take().unwrap();

@@ -1,0 +1,118 @@
+//! One owner for everything a test run starts: every server, fake and temp dir is stopped and
+//! removed however the test process ends (success, failure, panic, `std::process::exit`,
+//! Ctrl-C, SIGKILL).
+//!
+//! Destructors cannot promise that: `exit` and signals skip them, and the fakes start their
+//! servers in new sessions, so a process group misses them too. Instead every process the
+//! tests start carries this run's marker in its environment ([`Owned::owned`]), which its own
+//! children inherit, and a guardian (`reaper.py`, started once per test binary) waits for the
+//! test process to end, then stops every process carrying the marker and removes the run's
+//! temp root. It learns of the end through a pipe only the test process holds open, which the
+//! kernel closes whatever way the process dies.
+
+use crate::{python, workspace_root};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The environment variable that marks a process as started by this run (`<pid>-<nanos>`).
+pub const MARKER: &str = "EVENTBUS_TEST_RUN";
+
+/// This test binary's run: its id, its temp root, and the guardian watching it.
+struct Run {
+    id: String,
+    root: PathBuf,
+    /// The guardian and the writing end of its stdin; taken at a normal exit to close the
+    /// pipe early and wait for the clean-up (see [`finish`]).
+    guardian: Mutex<Option<(Child, ChildStdin)>>,
+}
+
+static RUN: OnceLock<Run> = OnceLock::new();
+
+fn run() -> &'static Run {
+    RUN.get_or_init(Run::start)
+}
+
+impl Run {
+    fn start() -> Run {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let id = format!("{}-{nanos:x}", std::process::id());
+        let root = std::env::temp_dir().join(format!("eventbus-test-{id}"));
+        std::fs::create_dir_all(&root).unwrap_or_else(|e| {
+            panic!("cannot create the run's temp root {}: {e}", root.display())
+        });
+        let guardian = spawn_guardian(&id, &root);
+        // Safety: `finish` only takes a lock and waits for a child; it is safe at any exit.
+        unsafe { libc::atexit(finish) };
+        Run {
+            id,
+            root,
+            guardian: Mutex::new(Some(guardian)),
+        }
+    }
+}
+
+/// `python tests/src/reaper.py ID ROOT` with its stdin a pipe that only we hold (std opens
+/// it close-on-exec, so no child inherits it), in its own process group so that Ctrl-C,
+/// which reaches the terminal's foreground group, does not stop it before its work.
+fn spawn_guardian(id: &str, root: &Path) -> (Child, ChildStdin) {
+    let script = workspace_root().join("tests/src/reaper.py");
+    let mut child = Command::new(python())
+        .arg(&script)
+        .arg(id)
+        .arg(root)
+        .env_remove(MARKER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start the test guardian {} with {}: {e}",
+                script.display(),
+                python().display()
+            )
+        });
+    let stdin = child.stdin.take().expect("the guardian's stdin is piped");
+    (child, stdin)
+}
+
+/// At a normal exit (also `std::process::exit` and a panic ending `main`): close the pipe now
+/// and wait for the guardian, so that the next suite (and a leftovers check) starts clean.
+/// Signals skip this; the guardian then acts alone when the kernel closes the pipe.
+extern "C" fn finish() {
+    let Some(run) = RUN.get() else { return };
+    let Ok(mut guardian) = run.guardian.try_lock() else {
+        return;
+    };
+    if let Some((mut child, stdin)) = guardian.take() {
+        drop(stdin);
+        let _ = child.wait();
+    }
+}
+
+/// `Command::owned`: every process a test starts goes through it, just before `spawn`.
+pub trait Owned {
+    /// Marks the command as started by this run: the guardian stops it (and whatever it
+    /// starts) when the test process ends, and its temp files (`TMPDIR`) land in the run's
+    /// root.
+    fn owned(&mut self) -> &mut Self;
+}
+
+impl Owned for Command {
+    fn owned(&mut self) -> &mut Self {
+        let run = run();
+        self.env(MARKER, &run.id).env("TMPDIR", &run.root)
+    }
+}
+
+/// The run's temp root, `<temp dir>/eventbus-test-<id>/`, removed when the test process ends
+/// (kept with `EVENTBUS_TEST_KEEP`).
+pub fn temp_root() -> &'static Path {
+    &run().root
+}
