@@ -33,7 +33,7 @@ use eventbus_host::wfctl::proto::go_plugin;
 use eventbus_host::wfctl::proto::go_plugin::grpc_controller_client::GrpcControllerClient;
 use eventbus_host::wfctl::proto::iac as pb;
 use eventbus_host::wfctl::proto::iac::ia_c_provider_required_client::IaCProviderRequiredClient;
-use eventbus_tests::{NatsServer, TempDir, eventbus_bin, pilot_path, workspace_root};
+use eventbus_tests::{NatsServer, Owned, TempDir, eventbus_bin, pilot_path, workspace_root};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -227,6 +227,7 @@ fn run_measured(mut cmd: Command, timeout: Duration) -> Measured {
         .stderr(Stdio::piped());
     let t0 = Instant::now();
     let mut child = cmd
+        .owned()
         .spawn()
         .unwrap_or_else(|e| fail(format!("cannot start {cmd:?}: {e}")));
     let pid = child.id() as i32;
@@ -601,6 +602,7 @@ fn plugin_start(env: &Env, cache: &Path) -> Start {
         .stderr(Stdio::piped());
     let t0 = Instant::now();
     let mut child = cmd
+        .owned()
         .spawn()
         .unwrap_or_else(|e| fail(format!("start the plugin: {e}")));
     let mut err = child.stderr.take().unwrap();

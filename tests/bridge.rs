@@ -18,7 +18,9 @@ use eventbus_host::wfctl::proto::iac::ia_c_provider_required_client::IaCProvider
 use eventbus_host::wfctl::proto::iac::resource_driver_client::ResourceDriverClient;
 use eventbus_host::wfctl::proto::plugin_v1::plugin_service_client::PluginServiceClient;
 use eventbus_host::wfctl::proto::{go_plugin, plugin_v1};
-use eventbus_tests::{JetStream, NatsServer, TempDir, Value, eventbus_bin, json, pilot_yaml};
+use eventbus_tests::{
+    JetStream, NatsServer, Owned, TempDir, Value, eventbus_bin, json, pilot_yaml,
+};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -88,6 +90,7 @@ impl Plugin {
             cmd.env_remove(k);
         }
         let mut child = cmd
+            .owned()
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {} as a plugin: {e}", bin.display()));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -1225,6 +1228,7 @@ impl TokenServer {
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .owned()
             .spawn()
             .expect("start nats-server");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -7,7 +7,7 @@
 //! `CHAOS_SEED` makes a run repeatable. Last line: `chaos: <K> kills, <L> lost, <D> duplicated,
 //! <O> orphaned`.
 
-use eventbus_tests::{JetStream, NatsServer, Project, eventbus_bin};
+use eventbus_tests::{JetStream, NatsServer, Owned, Project, eventbus_bin};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -99,6 +99,7 @@ fn kill_after(project: &Project, command: &str, delay: Duration) -> bool {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .owned()
         .spawn()
         .expect("start eventbus");
     let deadline = Instant::now() + delay;

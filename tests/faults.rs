@@ -2,7 +2,7 @@
 //! the lock, the broker stopped mid-apply, a frozen (slow) broker. Each time the run reports
 //! what failed, keeps what succeeded, and a rerun converges.
 
-use eventbus_tests::{JetStream, NatsServer, Project, eventbus_bin};
+use eventbus_tests::{JetStream, NatsServer, Owned, Project, eventbus_bin};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ fn spawn(project: &Project, url: &str, args: &[&str]) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .owned()
         .spawn()
         .expect("start eventbus")
 }

@@ -5,7 +5,8 @@
 //! CLI by what the server really holds (queried directly through the JetStream API).
 
 use eventbus_tests::{
-    JetStream, NatsServer, Output, Project, Value, consumer_filters, hours_ns, json, string_list,
+    JetStream, NatsServer, Output, Owned, Project, Value, consumer_filters, hours_ns, json,
+    string_list,
 };
 
 const STREAM: &str = "BMW_FULFILLMENT";
@@ -1019,6 +1020,7 @@ fn a_closed_stdout_pipe_ends_the_cli_quietly_without_a_panic() {
         .arg("schema")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .owned()
         .spawn()
         .expect("start eventbus");
     drop(child.stdout.take());

@@ -26,7 +26,7 @@ use eventbus_host::caps::secrets::SecretStore;
 use eventbus_host::runtime::limits::Limits;
 use eventbus_host::runtime::pool::Pool;
 use eventbus_host::runtime::{Guest, Runtime, error_text, wit};
-use eventbus_tests::{NatsServer, TempDir, Value, json, nats_server_bin, workspace_root};
+use eventbus_tests::{NatsServer, Owned, TempDir, Value, json, nats_server_bin, workspace_root};
 use std::future::Future;
 use std::io::Write;
 use std::net::TcpListener;
@@ -117,6 +117,7 @@ impl TokenServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .owned()
             .spawn()
             .expect("start the token nats-server");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -10,7 +10,7 @@
 //! Needs `.venv/bin/python` (or `python3`) with `kubernetes-validate` installed.
 
 use eventbus_tests::{
-    Cli, Output, TempDir, Value, json, nats_server_bin, pilot_yaml, python, workspace_root,
+    Cli, Output, Owned, TempDir, Value, json, nats_server_bin, pilot_yaml, python, workspace_root,
 };
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -70,6 +70,7 @@ impl Fake {
             ]);
         }
         let mut child = cmd
+            .owned()
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
         let port_file = dir.path().join("port");

@@ -286,6 +286,8 @@ class Container:
         svc = self.service
         http_port = svc.get("http_port", 8080)
         env = {"PATH": os.path.dirname(os.path.abspath(self.nats_bin)) + ":/usr/bin:/bin", "HOME": self.dir}
+        # The test run's mark (tests/src/reaper.rs), so that its guardian also stops the container.
+        env.update({k: v for k, v in os.environ.items() if k == "EVENTBUS_TEST_RUN"})
         env["PORT"] = str(http_port)
         routed = None
         for k, v in self.envs.items():

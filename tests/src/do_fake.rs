@@ -2,7 +2,7 @@
 //! free port, stopped (with the nats-servers behind its apps) when dropped, and asked what the
 //! API holds and received. Every suite that deploys a broker on App Platform uses it.
 
-use crate::{JetStream, Value, python, workspace_root};
+use crate::{JetStream, Owned, Value, python, workspace_root};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -27,6 +27,7 @@ impl DoFake {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            .owned()
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
         let mut line = String::new();
