@@ -59,6 +59,7 @@ services = sorted(
 manifest = {
     "name": "workflow-plugin-eventbus",
     "version": os.environ["VERSION"],
+    "author": "The eventbus authors",
     "description": "Event-bus infrastructure (NATS JetStream brokers, streams, consumers) for wfctl; "
                    "the provisioning logic runs as a sandboxed WebAssembly component",
     "license": "Apache-2.0",

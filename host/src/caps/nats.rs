@@ -212,6 +212,27 @@ impl NatsCap {
         self.brokers.write().expect("brokers").remove(name);
     }
 
+    /// Every known broker, by name.
+    pub fn brokers(&self) -> Vec<(String, BrokerEntry)> {
+        let mut v: Vec<(String, BrokerEntry)> = self
+            .brokers
+            .read()
+            .expect("brokers")
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Records a broker as an earlier process knew it (credentials still as handles).
+    pub fn restore_broker(&self, name: &str, entry: BrokerEntry) {
+        self.brokers
+            .write()
+            .expect("brokers")
+            .insert(name.to_string(), entry);
+    }
+
     fn entry(&self, name: &str) -> Result<(String, BrokerEntry), CapError> {
         let brokers = self.brokers.read().expect("brokers");
         if name.is_empty() {

@@ -36,12 +36,18 @@ pub struct Bridge {
     runtime: OnceCell<Result<Runtime, String>>,
     slot: Mutex<Slot>,
     types: RwLock<Vec<String>>,
+    /// Where learned brokers are kept for the next process wfctl starts (none in tests).
+    saved: Option<super::brokers::SavedBrokers>,
 }
 
 impl Bridge {
     /// Starts loading (or compiling) the component in the background right away, so the
     /// handshake is not held up by it.
-    pub fn new(caps: Arc<Caps>, wasm: anyhow::Result<std::path::PathBuf>) -> Bridge {
+    pub fn new(
+        caps: Arc<Caps>,
+        wasm: anyhow::Result<std::path::PathBuf>,
+        saved: Option<super::brokers::SavedBrokers>,
+    ) -> Bridge {
         let c = caps.clone();
         let handle = tokio::task::spawn_blocking(move || {
             let wasm = wasm?;
@@ -58,6 +64,7 @@ impl Bridge {
                 config: None,
             }),
             types: RwLock::new(vec![]),
+            saved,
         }
     }
 
@@ -253,6 +260,7 @@ impl Bridge {
         {
             tracing::debug!(broker = name, "broker registered");
             self.caps.nats.register_broker(name, &v);
+            self.save_brokers();
         }
     }
 
@@ -260,8 +268,12 @@ impl Bridge {
     /// destroy, read or check what an earlier one created.
     pub async fn learn_refs(&self, refs: &[wit::ResourceRef]) {
         for r in refs.iter().filter(|r| r.resource_type == BROKER) {
+            if self.caps.nats.knows(&r.name) {
+                continue;
+            }
             self.caps.nats.learn_from_id(&r.name, &r.provider_id);
             if self.caps.nats.knows(&r.name) {
+                self.save_brokers();
                 continue;
             }
             // A broker on a platform: ask its target (through its cloud account) where it is.
@@ -283,6 +295,13 @@ impl Bridge {
     pub fn forget_broker(&self, name: &str, rtype: &str) {
         if rtype == BROKER {
             self.caps.nats.forget_broker(name);
+            self.save_brokers();
+        }
+    }
+
+    fn save_brokers(&self) {
+        if let Some(saved) = &self.saved {
+            saved.save(&self.caps.nats);
         }
     }
 

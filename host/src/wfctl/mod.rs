@@ -6,6 +6,7 @@
 
 pub mod authority;
 pub mod bridge;
+pub mod brokers;
 pub mod convert;
 pub mod proto;
 pub mod services;
@@ -213,8 +214,11 @@ async fn run() -> anyhow::Result<()> {
     secrets
         .keep_generated_in(&file)
         .map_err(|e| anyhow::anyhow!("reading generated secrets in {}: {e}", file.display()))?;
-    let caps = Arc::new(Caps::new(NatsCap::default(), secrets, limits_from_env()));
-    let bridge = Arc::new(Bridge::new(caps, component()));
+    let nats = NatsCap::default();
+    let brokers_file = file.with_file_name("brokers.json");
+    let saved = brokers::SavedBrokers::load(&brokers_file, &nats)?;
+    let caps = Arc::new(Caps::new(nats, secrets, limits_from_env()));
+    let bridge = Arc::new(Bridge::new(caps, component(), Some(saved)));
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter

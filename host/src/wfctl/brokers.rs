@@ -1,0 +1,153 @@
+//! The brokers a plugin process learned, kept for the next one.
+//!
+//! wfctl starts a plugin process per command and gives it no infra.yaml: the host learns a
+//! broker's endpoint and credential handles only from calls that carry the broker (its Create,
+//! Update, Read, or the outputs wfctl passes to its Diff). wfctl skips those calls whenever it
+//! can: a broker whose Diff is in wfctl's diff cache (on by default, shared by every run on
+//! the machine), `apply --plan`, or a new consumer on an unchanged broker. Without this file
+//! the stream or consumer call that follows fails with "broker is not known to the host".
+//!
+//! The file (mode 0600, beside the generated secrets) holds, per broker name, its urls, JetStream
+//! domain, credentials as secret handles (never values), and which urls were granted when it
+//! was saved: only those are granted again, so a broker's outputs never grant anything by
+//! themselves. A broker deleted through the plugin is removed from the file.
+
+use crate::caps::nats::{AuthSpec, BrokerEntry, NatsCap};
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+
+pub struct SavedBrokers {
+    path: PathBuf,
+}
+
+impl SavedBrokers {
+    /// Restores the brokers saved in `path` (none if it does not exist yet) into `nats`.
+    pub fn load(path: &Path, nats: &NatsCap) -> anyhow::Result<SavedBrokers> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let saved: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is not a broker list ({e}): remove it, and the next broker call records it again",
+                    path.display()
+                )
+            })?;
+            for (name, v) in &saved {
+                let Some(entry) = entry_from_json(v) else {
+                    continue;
+                };
+                for url in strings(&v["granted"]) {
+                    nats.grant(&url);
+                }
+                nats.restore_broker(name, entry);
+            }
+        }
+        Ok(SavedBrokers {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Writes every broker `nats` knows now. A failure is logged, not fatal: this process
+    /// goes on with what it knows; only a later one would miss the broker.
+    pub fn save(&self, nats: &NatsCap) {
+        let mut all = Map::new();
+        for (name, e) in nats.brokers() {
+            let granted: Vec<&String> = e.urls.iter().filter(|u| nats.granted(u)).collect();
+            let mut v = json!({"urls": e.urls, "granted": granted});
+            if let Some(d) = &e.domain {
+                v["domain"] = json!(d);
+            }
+            if let Some(a) = &e.auth {
+                v["auth"] = auth_to_json(a);
+            }
+            all.insert(name, v);
+        }
+        let bytes = serde_json::to_vec_pretty(&Value::Object(all)).unwrap_or_default();
+        if let Err(e) = crate::caps::secrets::write_private(&self.path, &bytes) {
+            tracing::warn!(
+                "cannot keep the known brokers in {}: {e}; a later wfctl command may not find them",
+                self.path.display()
+            );
+        }
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str().map(String::from))
+        .collect()
+}
+
+fn auth_to_json(a: &AuthSpec) -> Value {
+    match a {
+        AuthSpec::Token(t) => json!({"kind": "token", "token": t}),
+        AuthSpec::UserPassword(u, p) => json!({"kind": "user_password", "user": u, "password": p}),
+        AuthSpec::NkeySeed(n) => json!({"kind": "nkey", "nkey_seed": n}),
+        AuthSpec::Creds(c) => json!({"kind": "creds", "creds": c}),
+    }
+}
+
+fn entry_from_json(v: &Value) -> Option<BrokerEntry> {
+    let urls = strings(&v["urls"]);
+    if urls.is_empty() {
+        return None;
+    }
+    let s = |k: &str| v["auth"][k].as_str().map(String::from);
+    let auth = match v["auth"]["kind"].as_str() {
+        Some("token") => s("token").map(AuthSpec::Token),
+        Some("user_password") => s("user")
+            .zip(s("password"))
+            .map(|(u, p)| AuthSpec::UserPassword(u, p)),
+        Some("nkey") => s("nkey_seed").map(AuthSpec::NkeySeed),
+        Some("creds") => s("creds").map(AuthSpec::Creds),
+        _ => None,
+    };
+    let domain = v["domain"].as_str().map(String::from);
+    Some(BrokerEntry { urls, auth, domain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_broker_comes_back_with_its_handles_and_only_its_granted_urls() {
+        let dir = std::env::temp_dir().join(format!("eventbus-brokers-{}", std::process::id()));
+        let path = dir.join("brokers.json");
+        let before = NatsCap::default();
+        before.grant("nats://127.0.0.1:4222");
+        before.register_broker(
+            "bus",
+            &json!({"urls": ["nats://127.0.0.1:4222", "nats://10.0.0.9:4222"], "domain": "hub",
+                    "auth": {"kind": "token", "token": "{{secret:bus/credentials.token}}"}}),
+        );
+        SavedBrokers::load(&path, &before).unwrap().save(&before);
+
+        // The file holds the handle, never a value, and is private to the user.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("{{secret:bus/credentials.token}}"), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // A new process knows the broker as the first one did, and grants only what was granted.
+        let after = NatsCap::default();
+        SavedBrokers::load(&path, &after).unwrap();
+        assert_eq!(after.brokers(), before.brokers());
+        assert!(after.granted("nats://127.0.0.1:4222"));
+        assert!(
+            !after.granted("nats://10.0.0.9:4222"),
+            "outputs alone grant nothing"
+        );
+
+        // A forgotten broker is gone from the file too.
+        after.forget_broker("bus");
+        SavedBrokers::load(&path, &NatsCap::default())
+            .unwrap()
+            .save(&after);
+        let again = NatsCap::default();
+        SavedBrokers::load(&path, &again).unwrap();
+        assert!(!again.knows("bus"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
