@@ -31,6 +31,15 @@ pub fn create(spec: &Spec) -> Result<Output> {
 }
 
 pub fn read(r: &Ref) -> Result<Output> {
+    if r.provider_id.is_empty() && [BROKER, STREAM, CONSUMER].contains(&r.rtype.as_str()) {
+        // wfctl's adoption probe (`adopt_existing: true`) reads by module name alone, before
+        // it has any config to give: nothing says which stream or broker is meant. Not found
+        // lets wfctl plan a create, and the create adopts an identical existing resource.
+        return Err(Error::NotFound(format!(
+            "{}: no provider id to read by; with adopt_existing, the create adopts the existing resource",
+            r.name
+        )));
+    }
     match r.rtype.as_str() {
         BROKER if digitalocean::owns(&r.provider_id) => digitalocean::read(r),
         BROKER if kubernetes::owns(&r.provider_id) => kubernetes::read(r),

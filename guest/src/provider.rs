@@ -176,7 +176,13 @@ pub fn import(provider_id: &str, rtype: &str) -> Result<State> {
 
 pub fn resolve_sizing(rtype: &str, size: &str) -> Result<(String, Json)> {
     if rtype != BROKER {
-        return Err(Error::Unimplemented(format!("{rtype} has no size")));
+        // wfctl asks for every resource whose config has `size`; only brokers have one.
+        return Err(Error::invalid(
+            "",
+            "size",
+            format!("an {rtype} has no size: only a broker (infra.eventbus) is sized"),
+            "remove size from this resource's config (a stream's limits are max_bytes, max_msgs and max_age)",
+        ));
     }
     let (cpu, mem, storage) = match size {
         "xs" => ("0.25", "512Mi", "10Gi"),

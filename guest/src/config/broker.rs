@@ -183,6 +183,7 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
             );
         }
     }
+    read_resolved_size(&mut f, config);
     if target == crate::targets::digitalocean::TARGET {
         f.ignore("digitalocean");
         f.diags
@@ -230,6 +231,34 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
 }
 
 /// Everything that identifies a broker, as diff compares it (credential kinds, not handles).
+/// wfctl resolves an abstract `size` (xs..xl) through ResolveSizing before apply and merges
+/// the answer into the config as top-level keys (`instance_type`, `cpu`, `memory`,
+/// `storage`). They restate `size`, so they are accepted exactly as our own answer for it;
+/// anything else (or without `size`) is refused: `limits` is where a broker's own go.
+fn read_resolved_size(f: &mut Fields, config: &Json) {
+    let size = config.get("size").and_then(Value::as_str);
+    let resolved = size.and_then(|s| crate::provider::resolve_sizing(crate::model::BROKER, s).ok());
+    for key in ["instance_type", "cpu", "memory", "storage"] {
+        let (Some(value), Some(size), Some((instance_type, specs))) =
+            (config.get(key), size, resolved.as_ref())
+        else {
+            continue; // without a size: an unknown key, reported as such
+        };
+        let expected = match key {
+            "instance_type" => json!(instance_type),
+            _ => specs.get(key).cloned().unwrap_or(Value::Null),
+        };
+        f.ignore(key);
+        if *value != expected {
+            f.error(
+                key,
+                format!("{value} is not what size {size:?} resolves to ({expected}); wfctl sets it from size"),
+                format!("remove {key}; to set the broker's own resources, use limits.{key}"),
+            );
+        }
+    }
+}
+
 pub fn identity(
     provider: &str,
     target: &str,
@@ -320,6 +349,21 @@ mod tests {
 
     fn cfg(text: &str) -> Json {
         serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_keys_wfctl_merges_from_size_are_accepted_only_as_our_answer_for_that_size() {
+        // wfctl's apply merges ResolveSizing's answer for `size: s` into the config.
+        let merged = r#"{"provider":"nats","deploy_target":"self_hosted","url":"nats://127.0.0.1:4222","size":"s","instance_type":"nats-s","cpu":"1","memory":"2Gi","storage":"50Gi"}"#;
+        assert!(parse("b", &cfg(merged)).is_ok());
+        // A value that is not the answer for that size is refused, naming the field.
+        let edited = merged.replace(r#""cpu":"1""#, r#""cpu":"3""#);
+        let diags = parse("b", &cfg(&edited)).unwrap_err();
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(format!("{:?}", diags[0]).contains("cpu"), "{diags:?}");
+        // Without a size they are unknown keys, as before.
+        let without_size = r#"{"provider":"nats","deploy_target":"self_hosted","url":"nats://127.0.0.1:4222","cpu":"1"}"#;
+        assert!(parse("b", &cfg(without_size)).is_err());
     }
 
     #[test]

@@ -178,7 +178,13 @@ impl<'a> Fields<'a> {
         match self.str(key) {
             Some(s) if !s.trim().is_empty() => Some(s),
             Some(_) => {
-                self.error(key, "must not be empty", fix);
+                // The likeliest cause under wfctl: it expands `${module.field}` outside
+                // env_vars as an environment variable, which is unset, so the ref arrives empty.
+                self.error(
+                    key,
+                    "must not be empty",
+                    format!("{fix} (wfctl resolves a ${{module.field}} reference only inside env_vars; elsewhere it arrives empty, so write the value itself)"),
+                );
                 None
             }
             None => {

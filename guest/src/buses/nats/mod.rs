@@ -1,6 +1,7 @@
 //! NATS JetStream: streams and consumers over the JSON management API, through the host's
 //! `nats` import (request/reply on `$JS.API.>` only).
 
+pub mod carry;
 pub mod consumer;
 pub mod rules;
 pub mod stream;

@@ -101,7 +101,16 @@ pub fn create(spec: &Spec) -> Result<Output> {
         &format!("STREAM.CREATE.{}", c.name),
         Some(&request_body(&js, &c.wire)),
     )? {
-        Ok(v) => output(&spec.name, &js, &v),
+        Ok(v) => {
+            let carried = super::carry::restore(&js, &c.name)?;
+            if carried > 0 {
+                crate::log::info(
+                    "consumers recreated on the replaced stream",
+                    &[("stream", &c.name), ("consumers", &carried.to_string())],
+                );
+            }
+            output(&spec.name, &js, &v)
+        }
         Err(e) if e.err_code == codes::STREAM_NAME_EXISTS => {
             // Something else already holds the name: adopt it only if asked to.
             let live = info(&js, &c.name)?
@@ -171,6 +180,7 @@ pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
 pub fn delete(r: &Ref) -> Result<()> {
     let (broker, name) = parse_id(&r.provider_id);
     let js = Js::broker(&broker)?;
+    super::carry::remember(&js, &name)?;
     match js.request(&format!("STREAM.DELETE.{name}"), None)? {
         Ok(_) => Ok(()),
         // Already gone is what we wanted.
