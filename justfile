@@ -69,6 +69,13 @@ wfctl-conformance: build
     echo "conformance: $passed/${#scenarios[@]} scenarios passed"
     [ "$passed" = "${#scenarios[@]}" ]
 
+# The real wfctl, built from the Go module proxy at the pinned release (scripts/wfctl.sh),
+# drives the packaged plugin: the pilot planned, applied, updated, replaced and destroyed on a
+# self-hosted nats-server and on the App Platform fake, checked on the server; then wfctl's own
+# conformance suite. Ends with `wfctl-e2e: wfctl <version>: pilot ok (...); conformance ...`.
+wfctl-e2e profile="release": build
+    scripts/wfctl-e2e.sh {{profile}}
+
 # The hostile component the sandbox proof runs (tests/hostile, wasm32-wasip2).
 hostile:
     cargo build -p eventbus-hostile --target wasm32-wasip2 --release

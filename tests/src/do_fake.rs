@@ -8,7 +8,6 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 /// tests/fakes/do_api.py, serving until dropped (its stdin closes: it stops its nats-servers).
 pub struct DoFake {
     child: Option<Child>,
@@ -38,7 +37,9 @@ impl DoFake {
             Some(base) => base.to_string(),
             None => match line.trim().strip_prefix("FAILED ") {
                 Some(reason) => panic!("the DigitalOcean fake did not start: {reason}"),
-                None => panic!("the DigitalOcean fake exited before listening (its stderr is above): {line:?}"),
+                None => panic!(
+                    "the DigitalOcean fake exited before listening (its stderr is above): {line:?}"
+                ),
             },
         };
         DoFake {

@@ -944,13 +944,21 @@ pub struct JetStream {
 
 impl JetStream {
     pub fn connect(url: &str) -> Self {
-        Self::open(url, async_nats::ConnectOptions::new(), Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e}"))
+        Self::open(
+            url,
+            async_nats::ConnectOptions::new(),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Like [`connect`](Self::connect), returning the error instead of panicking.
     pub fn try_connect(url: &str) -> Result<Self, String> {
-        Self::open(url, async_nats::ConnectOptions::new(), Duration::from_secs(5))
+        Self::open(
+            url,
+            async_nats::ConnectOptions::new(),
+            Duration::from_secs(5),
+        )
     }
 
     /// Connects with a user and password (a broker whose admin credentials the test knows).
