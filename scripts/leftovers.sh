@@ -4,13 +4,13 @@
 # `leftovers: <P> processes, <D> temp dirs`; exits 1 unless both are 0.
 #
 # Leftover processes:
-#   * a process carrying EVENTBUS_TEST_RUN=<pid>-<nanos> (tests/src/reaper.rs marks every
+#   * a process carrying EVENTBUS_TEST_RUN=<pid>-<hex> (tests/src/reaper.rs marks every
 #     process the tests start; their children inherit it), or a guardian
 #     (tests/src/reaper.py <id>), whose test process <pid> is no longer running;
 #   * any other process of ours (a program from .venv or target/*/eventbus, a script under
 #     tests/, or a command line naming one of our temp dirs) left to init: its parent is pid 1,
 #     or a leftover of ours itself.
-# Leftover temp dirs: eventbus-test-<pid>-<nanos> (a run's root) once test process <pid> is
+# Leftover temp dirs: eventbus-test-<pid>-<hex> (a run's root) once test process <pid> is
 # gone; eventbus-e2e-*, do-fake-* and plugin-eventbus-* (left by runs before the reaper) always.
 #
 # Guardians of runs that just ended get up to LEFTOVERS_WAIT seconds (default 30) to finish.

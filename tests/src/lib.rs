@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub use serde_json::{Value, json};
 
@@ -68,15 +68,10 @@ pub struct TempDir {
 impl TempDir {
     pub fn new(prefix: &str) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = reaper::temp_root().join(format!(
-            "eventbus-e2e-{prefix}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
+        // Short: the root is this run's alone, and a plugin's unix socket below it must fit
+        // in sun_path's 108 bytes.
+        let path = reaper::temp_root().join(format!("{prefix}-{n}"));
         std::fs::create_dir_all(&path)
             .unwrap_or_else(|e| panic!("cannot create temp dir {}: {e}", path.display()));
         TempDir { path }

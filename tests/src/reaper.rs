@@ -17,7 +17,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The environment variable that marks a process as started by this run (`<pid>-<nanos>`).
+/// The environment variable that marks a process as started by this run (`<pid>-<hex>`: the
+/// test process's pid and a clock reading).
 pub const MARKER: &str = "EVENTBUS_TEST_RUN";
 
 /// This test binary's run: its id, its temp root, and the guardian watching it.
@@ -41,7 +42,8 @@ impl Run {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let id = format!("{}-{nanos:x}", std::process::id());
+        // Short (paths below the root hold unix sockets); the pid makes it unique among live runs.
+        let id = format!("{}-{:08x}", std::process::id(), nanos as u32);
         let root = std::env::temp_dir().join(format!("eventbus-test-{id}"));
         std::fs::create_dir_all(&root).unwrap_or_else(|e| {
             panic!("cannot create the run's temp root {}: {e}", root.display())
