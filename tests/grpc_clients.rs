@@ -8,7 +8,7 @@
 //! grpcio is installed by `./dev setup`; without it these tests fail and say so.
 
 use eventbus_host::wfctl::iac_services;
-use eventbus_tests::{TempDir, Value, eventbus_bin, json, python, workspace_root};
+use eventbus_tests::{Owned, TempDir, Value, eventbus_bin, json, python, workspace_root};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -39,6 +39,7 @@ impl Plugin {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .owned()
             .spawn()
             .expect("start the eventbus binary as a plugin");
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -104,6 +105,7 @@ fn grpcio(plugin: &Plugin, authority: &str) -> Vec<Value> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .owned()
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {} with {:?}: {e}", script.display(), python()));
     let started = Instant::now();
