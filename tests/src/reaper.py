@@ -2,7 +2,7 @@
 
 Usage: reaper.py RUN_ID RUN_ROOT
 
-It waits for its stdin to close. The test process holds the only writing end and never
+It waits for its stdin to close (and closes its stdout when it is done). The test process holds the only writing end and never
 writes, so the pipe closes exactly when that process ends, however it ends: a clean exit,
 `std::process::exit`, a panic, Ctrl-C or SIGKILL. Then it stops every process that carries
 `EVENTBUS_TEST_RUN=RUN_ID` in its environment (every server and fake the run started, and
@@ -104,10 +104,14 @@ def reap(tag):
 
 def main():
     run_id, root = sys.argv[1], sys.argv[2]
-    # Ctrl-C and a closing terminal reach the whole foreground group; the guardian must
-    # outlive the test process to do its work.
+    # The guardian must outlive the test process to do its work: it ignores Ctrl-C and a
+    # closing terminal, and leaves the test process's tree and session (its parent returns at
+    # once), so that whatever stops a job's process group, session or descendants spares it.
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    if os.fork():
+        os._exit(0)
+    os.setsid()
     while sys.stdin.buffer.read(4096):
         pass
     reap(f"{MARKER}={run_id}".encode())

@@ -11,9 +11,10 @@
 //! kernel closes whatever way the process dies.
 
 use crate::{python, workspace_root};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,9 +26,9 @@ pub const MARKER: &str = "EVENTBUS_TEST_RUN";
 struct Run {
     id: String,
     root: PathBuf,
-    /// The guardian and the writing end of its stdin; taken at a normal exit to close the
-    /// pipe early and wait for the clean-up (see [`finish`]).
-    guardian: Mutex<Option<(Child, ChildStdin)>>,
+    /// The writing end of the guardian's stdin and the reading end of its stdout; taken at a
+    /// normal exit to close the one and wait for the other to close (see [`finish`]).
+    guardian: Mutex<Option<(ChildStdin, ChildStdout)>>,
 }
 
 static RUN: OnceLock<Run> = OnceLock::new();
@@ -60,9 +61,10 @@ impl Run {
 }
 
 /// `python tests/src/reaper.py ID ROOT` with its stdin a pipe that only we hold (std opens
-/// it close-on-exec, so no child inherits it), in its own process group so that Ctrl-C,
-/// which reaches the terminal's foreground group, does not stop it before its work.
-fn spawn_guardian(id: &str, root: &Path) -> (Child, ChildStdin) {
+/// it close-on-exec, so no child inherits it). It forks into a new session and its parent
+/// returns; until then its own process group keeps Ctrl-C (sent to the terminal's foreground
+/// group) away from it.
+fn spawn_guardian(id: &str, root: &Path) -> (ChildStdin, ChildStdout) {
     let script = workspace_root().join("tests/src/reaper.py");
     let mut child = Command::new(python())
         .arg(&script)
@@ -70,7 +72,7 @@ fn spawn_guardian(id: &str, root: &Path) -> (Child, ChildStdin) {
         .arg(root)
         .env_remove(MARKER)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .process_group(0)
         .spawn()
         .unwrap_or_else(|e| {
@@ -81,20 +83,24 @@ fn spawn_guardian(id: &str, root: &Path) -> (Child, ChildStdin) {
             )
         });
     let stdin = child.stdin.take().expect("the guardian's stdin is piped");
-    (child, stdin)
+    let stdout = child.stdout.take().expect("the guardian's stdout is piped");
+    // Its parent, once the guardian has forked away.
+    let _ = child.wait();
+    (stdin, stdout)
 }
 
 /// At a normal exit (also `std::process::exit` and a panic ending `main`): close the pipe now
-/// and wait for the guardian, so that the next suite (and a leftovers check) starts clean.
-/// Signals skip this; the guardian then acts alone when the kernel closes the pipe.
+/// and wait for the guardian to end (its stdout closes), so that the next suite (and a
+/// leftovers check) starts clean. Signals skip this; the guardian then acts alone when the
+/// kernel closes the pipe.
 extern "C" fn finish() {
     let Some(run) = RUN.get() else { return };
     let Ok(mut guardian) = run.guardian.try_lock() else {
         return;
     };
-    if let Some((mut child, stdin)) = guardian.take() {
+    if let Some((stdin, mut stdout)) = guardian.take() {
         drop(stdin);
-        let _ = child.wait();
+        let _ = stdout.read_to_end(&mut Vec::new());
     }
 }
 
