@@ -41,6 +41,8 @@ pub struct BrokerEntry {
 pub struct NatsCap {
     grants: RwLock<BTreeSet<String>>,
     brokers: RwLock<HashMap<String, BrokerEntry>>,
+    /// Brokers known only from an earlier process (`restore_broker`), not yet seen in this one.
+    restored: RwLock<BTreeSet<String>>,
     clients: tokio::sync::Mutex<HashMap<String, Client>>,
 }
 
@@ -160,6 +162,7 @@ impl NatsCap {
             .and_then(Value::as_str)
             .filter(|d| !d.is_empty())
             .map(String::from);
+        self.restored.write().expect("restored").remove(name);
         self.brokers
             .write()
             .expect("brokers")
@@ -168,8 +171,9 @@ impl NatsCap {
 
     /// Learns a self-hosted broker from its provider id (`self_hosted/<name>?urls=..[&domain=..]`),
     /// for a process that has only refs (wfctl's destroy, status, drift). The endpoint was
-    /// produced by this provider in an earlier run, so it is granted; a broker already known
-    /// (with its credentials) is left as it is.
+    /// produced by this provider in an earlier run, so it is granted. A broker this process
+    /// already learned (with its credentials) is left as it is; one only restored from what an
+    /// earlier process saved (maybe for another project) takes the endpoint wfctl's state names.
     pub fn learn_from_id(&self, name: &str, provider_id: &str) {
         let Some(query) = provider_id
             .strip_prefix("self_hosted/")
@@ -178,9 +182,6 @@ impl NatsCap {
         else {
             return;
         };
-        if self.brokers.read().expect("brokers").contains_key(name) {
-            return;
-        }
         let mut urls = Vec::new();
         let mut domain = None;
         for part in query.split('&') {
@@ -195,10 +196,17 @@ impl NatsCap {
         if urls.is_empty() {
             return;
         }
+        let mut brokers = self.brokers.write().expect("brokers");
+        let saved = self.restored.write().expect("restored").remove(name);
+        if let Some(known) = brokers.get(name)
+            && (!saved || (known.urls == urls && known.domain == domain))
+        {
+            return; // learned in this process, or saved at this very endpoint: keep it
+        }
         for u in &urls {
             self.grant(u);
         }
-        self.brokers.write().expect("brokers").insert(
+        brokers.insert(
             name.to_string(),
             BrokerEntry {
                 urls,
@@ -227,6 +235,10 @@ impl NatsCap {
 
     /// Records a broker as an earlier process knew it (credentials still as handles).
     pub fn restore_broker(&self, name: &str, entry: BrokerEntry) {
+        self.restored
+            .write()
+            .expect("restored")
+            .insert(name.to_string());
         self.brokers
             .write()
             .expect("brokers")

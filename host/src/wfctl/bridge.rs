@@ -268,12 +268,12 @@ impl Bridge {
     /// destroy, read or check what an earlier one created.
     pub async fn learn_refs(&self, refs: &[wit::ResourceRef]) {
         for r in refs.iter().filter(|r| r.resource_type == BROKER) {
-            if self.caps.nats.knows(&r.name) {
-                continue;
-            }
+            let before = self.caps.nats.brokers();
             self.caps.nats.learn_from_id(&r.name, &r.provider_id);
-            if self.caps.nats.knows(&r.name) {
+            if self.caps.nats.brokers() != before {
                 self.save_brokers();
+            }
+            if self.caps.nats.knows(&r.name) {
                 continue;
             }
             // A broker on a platform: ask its target (through its cloud account) where it is.

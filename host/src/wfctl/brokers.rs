@@ -140,6 +140,11 @@ mod tests {
             "outputs alone grant nothing"
         );
 
+        // wfctl's state is the authority on where a saved broker is now: a provider id naming
+        // another endpoint replaces what was saved (maybe by another project's run).
+        after.learn_from_id("bus", "self_hosted/bus?urls=nats://127.0.0.1:5222");
+        assert_eq!(after.brokers()[0].1.urls, vec!["nats://127.0.0.1:5222"]);
+
         // A forgotten broker is gone from the file too.
         after.forget_broker("bus");
         SavedBrokers::load(&path, &NatsCap::default())
