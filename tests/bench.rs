@@ -596,6 +596,7 @@ fn plugin_start(env: &Env, cache: &Path) -> Start {
         .env("WORKFLOW_PLUGIN", "workflow-external-plugin-v1")
         .env("PLUGIN_PROTOCOL_VERSIONS", "1")
         .env("EVENTBUS_CACHE_DIR", cache)
+        .env("EVENTBUS_SECRETS_FILE", dir.path().join("secrets.json"))
         .env("EVENTBUS_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
