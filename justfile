@@ -29,7 +29,7 @@ inspect: build
 # Lint as CI would.
 lint:
     cargo fmt --all -- --check
-    cargo clippy -p eventbus-host -p eventbus-tests --all-targets -- -D warnings
+    cargo clippy -p eventbus-host -p eventbus-tests --all-targets --features eventbus-tests/wfctl-e2e -- -D warnings
     cargo clippy -p eventbus-guest -p eventbus-hostile --target wasm32-wasip2 --release -- -D warnings
 
 # The server-truth matrix: our plan (update or replace) against what each nats-server accepts.
@@ -75,6 +75,10 @@ wfctl-conformance: build
 # conformance suite. Ends with `wfctl-e2e: wfctl <version>: pilot ok (...); conformance ...`.
 wfctl-e2e profile="release": build
     scripts/wfctl-e2e.sh {{profile}}
+
+# Whatever finished test runs left behind (processes, temp dirs); exit 1 if anything.
+leftovers:
+    scripts/leftovers.sh
 
 # The hostile component the sandbox proof runs (tests/hostile, wasm32-wasip2).
 hostile:

@@ -21,7 +21,7 @@ package="$here/dist/workflow-plugin-eventbus"
 echo "==> the pilot under wfctl $version" >&2
 pilot=failed
 if WFCTL="$wfctl" EVENTBUS_PLUGIN_PACKAGE="$package" \
-  cargo test -p eventbus-tests --test wfctl_e2e -- --nocapture --test-threads 1; then
+  cargo test -p eventbus-tests --features wfctl-e2e --test wfctl_e2e -- --nocapture --test-threads 1; then
   pilot=ok
 fi
 
