@@ -12,16 +12,9 @@ use eventbus_tests::{Cli, Output, TempDir, Value, json, pilot_yaml};
 use std::net::TcpStream;
 use std::path::PathBuf;
 
-const STREAM: &str = "BMW_FULFILLMENT";
+const STREAM: &str = eventbus_tests::PILOT_STREAM;
 const BROKER: &str = "bmw-eventbus";
-const CONSUMERS: [&str; 6] = [
-    "audit-log",
-    "customer-notify",
-    "inventory-reserve",
-    "orders-intake",
-    "payment-capture",
-    "shipment-dispatch",
-];
+const CONSUMERS: [&str; 6] = eventbus_tests::PILOT_CONSUMERS;
 const FULL_GRANT: &str = "[GET, POST, PUT, DELETE]";
 
 // ---------------------------------------------------------------------------------------------

@@ -15,15 +15,8 @@ use eventbus_tests::{
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const STREAM: &str = "BMW_FULFILLMENT";
-const CONSUMERS: [&str; 6] = [
-    "audit-log",
-    "customer-notify",
-    "inventory-reserve",
-    "orders-intake",
-    "payment-capture",
-    "shipment-dispatch",
-];
+const STREAM: &str = eventbus_tests::PILOT_STREAM;
+const CONSUMERS: [&str; 6] = eventbus_tests::PILOT_CONSUMERS;
 const PLUGIN: &str = "workflow-plugin-eventbus";
 
 // ---------------------------------------------------------------------------------------------

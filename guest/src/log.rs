@@ -7,17 +7,17 @@ pub fn debug(msg: &str) {
 }
 
 pub fn info(msg: &str, fields: &[(&str, &str)]) {
-    let f: Vec<(String, String)> = fields
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    log(Level::Info, msg, &f);
+    with_fields(Level::Info, msg, fields);
 }
 
 pub fn warn(msg: &str, fields: &[(&str, &str)]) {
+    with_fields(Level::Warn, msg, fields);
+}
+
+fn with_fields(level: Level, msg: &str, fields: &[(&str, &str)]) {
     let f: Vec<(String, String)> = fields
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    log(Level::Warn, msg, &f);
+    log(level, msg, &f);
 }

@@ -37,6 +37,19 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// The pilot's stream (examples/bmw/infra.yaml).
+pub const PILOT_STREAM: &str = "BMW_FULFILLMENT";
+
+/// The pilot's six consumers, sorted as the server lists them.
+pub const PILOT_CONSUMERS: [&str; 6] = [
+    "audit-log",
+    "customer-notify",
+    "inventory-reserve",
+    "orders-intake",
+    "payment-capture",
+    "shipment-dispatch",
+];
+
 /// The pilot infra.yaml shipped with the project.
 pub fn pilot_path() -> PathBuf {
     workspace_root().join("examples/bmw/infra.yaml")

@@ -30,6 +30,35 @@ pub enum AuthSpec {
     Creds(String),
 }
 
+impl AuthSpec {
+    /// A broker's `auth` output (`{kind, token | user + password | nkey_seed | creds}`, values
+    /// as secret handles), as the component reports it and the plugin saves it.
+    pub fn from_json(auth: &Value) -> Option<AuthSpec> {
+        let s = |k: &str| auth.get(k).and_then(Value::as_str).map(String::from);
+        match auth.get("kind").and_then(Value::as_str) {
+            Some("token") => s("token").map(AuthSpec::Token),
+            Some("user_password") => s("user")
+                .zip(s("password"))
+                .map(|(u, p)| AuthSpec::UserPassword(u, p)),
+            Some("nkey") => s("nkey_seed").map(AuthSpec::NkeySeed),
+            Some("creds") => s("creds").map(AuthSpec::Creds),
+            _ => None,
+        }
+    }
+
+    /// The inverse of [`AuthSpec::from_json`].
+    pub fn to_json(&self) -> Value {
+        match self {
+            AuthSpec::Token(t) => serde_json::json!({"kind": "token", "token": t}),
+            AuthSpec::UserPassword(u, p) => {
+                serde_json::json!({"kind": "user_password", "user": u, "password": p})
+            }
+            AuthSpec::NkeySeed(n) => serde_json::json!({"kind": "nkey", "nkey_seed": n}),
+            AuthSpec::Creds(c) => serde_json::json!({"kind": "creds", "creds": c}),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerEntry {
     pub urls: Vec<String>,
@@ -142,21 +171,7 @@ impl NatsCap {
         if urls.is_empty() {
             return;
         }
-        let s = |k: &str| {
-            outputs
-                .pointer(&format!("/auth/{k}"))
-                .and_then(Value::as_str)
-                .map(String::from)
-        };
-        let auth = match outputs.pointer("/auth/kind").and_then(Value::as_str) {
-            Some("token") => s("token").map(AuthSpec::Token),
-            Some("user_password") => s("user")
-                .zip(s("password"))
-                .map(|(u, p)| AuthSpec::UserPassword(u, p)),
-            Some("nkey") => s("nkey_seed").map(AuthSpec::NkeySeed),
-            Some("creds") => s("creds").map(AuthSpec::Creds),
-            _ => None,
-        };
+        let auth = outputs.get("auth").and_then(AuthSpec::from_json);
         let domain = outputs
             .get("domain")
             .and_then(Value::as_str)

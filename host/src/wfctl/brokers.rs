@@ -56,7 +56,7 @@ impl SavedBrokers {
                 v["domain"] = json!(d);
             }
             if let Some(a) = &e.auth {
-                v["auth"] = auth_to_json(a);
+                v["auth"] = a.to_json();
             }
             all.insert(name, v);
         }
@@ -78,32 +78,16 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn auth_to_json(a: &AuthSpec) -> Value {
-    match a {
-        AuthSpec::Token(t) => json!({"kind": "token", "token": t}),
-        AuthSpec::UserPassword(u, p) => json!({"kind": "user_password", "user": u, "password": p}),
-        AuthSpec::NkeySeed(n) => json!({"kind": "nkey", "nkey_seed": n}),
-        AuthSpec::Creds(c) => json!({"kind": "creds", "creds": c}),
-    }
-}
-
 fn entry_from_json(v: &Value) -> Option<BrokerEntry> {
     let urls = strings(&v["urls"]);
     if urls.is_empty() {
         return None;
     }
-    let s = |k: &str| v["auth"][k].as_str().map(String::from);
-    let auth = match v["auth"]["kind"].as_str() {
-        Some("token") => s("token").map(AuthSpec::Token),
-        Some("user_password") => s("user")
-            .zip(s("password"))
-            .map(|(u, p)| AuthSpec::UserPassword(u, p)),
-        Some("nkey") => s("nkey_seed").map(AuthSpec::NkeySeed),
-        Some("creds") => s("creds").map(AuthSpec::Creds),
-        _ => None,
-    };
-    let domain = v["domain"].as_str().map(String::from);
-    Some(BrokerEntry { urls, auth, domain })
+    Some(BrokerEntry {
+        urls,
+        auth: AuthSpec::from_json(&v["auth"]),
+        domain: v["domain"].as_str().map(String::from),
+    })
 }
 
 #[cfg(test)]
