@@ -14,7 +14,7 @@ cd "$here"
 profile="${1:-release}"
 
 wfctl="$(scripts/wfctl.sh)" || { echo "wfctl-e2e: cannot build wfctl"; exit 1; }
-version="$("$wfctl" --version 2>/dev/null | head -1)"
+version="$("$wfctl" --version 2>&1 | head -1)"  # wfctl prints its version on stderr
 SKIP_TARBALL=1 scripts/package.sh "$profile" >/dev/null || { echo "wfctl-e2e: packaging failed"; exit 1; }
 package="$here/dist/workflow-plugin-eventbus"
 

@@ -17,7 +17,7 @@ module=github.com/GoCodeAlone/workflow
 out="$here/.cache/wfctl/$version"
 bin="$out/wfctl"
 
-if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q -- "$version"; then
+if [ -x "$bin" ] && "$bin" --version 2>&1 | grep -q -- "$version"; then
   echo "$bin"
   exit 0
 fi
