@@ -370,6 +370,7 @@ fn limits() -> Limits {
 // ---------------------------------------------------------------------------------------------
 // Calling the hostile component
 
+#[derive(Debug)]
 enum Call {
     /// The attack's report (`outputs_json`).
     Out(Value),
@@ -423,6 +424,88 @@ async fn call(e: &Env, g: &mut Guest, attack: &str, params: Value) -> Call {
             e.see(&t);
             Call::Trap(t)
         }
+    }
+}
+
+/// `attack` carried in the config of a resource of type `rtype` (`resource` holds its own
+/// config keys: a stream's `name`, a consumer's `stream_name` and `name`), through `export`, so
+/// that the host grants the call exactly as it would that resource's. Exports without outputs
+/// bring the report back as an `internal` error, `report: <json>`.
+async fn call_as(
+    e: &Env,
+    g: &mut Guest,
+    export: &str,
+    rtype: &str,
+    resource: Value,
+    attack: &str,
+    params: Value,
+) -> Call {
+    let mut config = resource.clone();
+    config["attack"] = json!(attack);
+    config["params"] = params;
+    let spec = wit::ResourceSpec {
+        name: "carrier".into(),
+        resource_type: rtype.into(),
+        config_json: config.to_string(),
+        size: String::new(),
+        hints: None,
+        depends_on: vec![],
+    };
+    // A ref whose provider id names the resource (update) or carries the attack (read, status).
+    let id = match (resource["stream_name"].as_str(), resource["name"].as_str()) {
+        (Some(stream), Some(name)) => format!("local/{stream}/{name}"),
+        (None, Some(name)) => format!("local/{name}"),
+        _ => String::new(),
+    };
+    let named = wit::ResourceRef {
+        name: "carrier".into(),
+        resource_type: rtype.into(),
+        provider_id: id,
+    };
+    let carrying = wit::ResourceRef {
+        provider_id: config.to_string(),
+        ..named.clone()
+    };
+    let none = wit::ResourceOutput {
+        name: "carrier".into(),
+        resource_type: rtype.into(),
+        provider_id: String::new(),
+        outputs_json: "{}".into(),
+        sensitive: vec![],
+        status: String::new(),
+    };
+    let r: Result<Result<Value, wit::ProviderError>, String> = match export {
+        "create" => flat(g.create(&spec).await, |o| o.outputs_json),
+        "update" => flat(g.update(&named, &spec).await, |o| o.outputs_json),
+        "plan" => flat(g.plan(&[spec], &[]).await, |_| String::new()),
+        "validate" => flat(g.validate(&[spec]).await, |_| String::new()),
+        "diff" => flat(g.diff(&spec, &none).await, |_| String::new()),
+        "read" => flat(g.read(&carrying).await, |o| o.outputs_json),
+        "status" => flat(g.status(&[carrying]).await, |_| String::new()),
+        "detect_drift" => flat(g.detect_drift(&[], &[spec]).await, |_| String::new()),
+        other => Err(format!("no such export in the harness: {other}")),
+    };
+    let c = match r {
+        Ok(Ok(v)) => Call::Out(v),
+        Ok(Err(wit::ProviderError::Internal(m))) if m.starts_with("report: ") => {
+            Call::Out(serde_json::from_str(&m["report: ".len()..]).unwrap_or(Value::Null))
+        }
+        Ok(Err(pe)) => Call::Error(pe),
+        Err(t) => Call::Trap(t),
+    };
+    e.see(&format!("{c:?}"));
+    c
+}
+
+/// A guest result as (report, or provider error), or the trap's text.
+fn flat<T>(
+    r: eventbus_host::runtime::GuestResult<T>,
+    out: impl FnOnce(T) -> String,
+) -> Result<Result<Value, wit::ProviderError>, String> {
+    match r {
+        Ok(Ok(v)) => Ok(Ok(serde_json::from_str(&out(v)).unwrap_or(Value::Null))),
+        Ok(Err(pe)) => Ok(Err(pe)),
+        Err(trap) => Err(format!("{trap:#}")),
     }
 }
 
@@ -512,6 +595,19 @@ async fn nothing_arrived(subs: &mut [async_nats::Subscriber]) -> Result<(), Stri
 // The attacks. Each returns how it was stopped, or what got through.
 
 type R = Result<String, String>;
+
+#[path = "sandbox/least_privilege.rs"]
+mod least_privilege;
+use least_privilege::{
+    another_resource_in_consumer_create as lp_other_in_consumer,
+    another_resource_in_update as lp_other_in_update, cloud_change_during_plan as lp_cloud_in_plan,
+    consumer_changed_during_read as lp_consumer_in_read,
+    create_stream_during_status as lp_create_in_status,
+    delete_stream_during_plan as lp_delete_in_plan, http_change_during_plan as lp_http_in_plan,
+    msg_get as lp_msg_get, msg_next as lp_msg_next, odd_consumer_forms as lp_odd_consumers,
+    purge_and_delete_messages as lp_purge, secret_generated_during_plan as lp_secret_in_plan,
+    snapshot_and_admin as lp_admin, stream_changes_in_a_broker_call as lp_in_broker,
+};
 type BoxFut<'a> = Pin<Box<dyn Future<Output = R> + 'a>>;
 type AttackFn = for<'a> fn(&'a Env, &'a Runtime) -> BoxFut<'a>;
 
@@ -995,16 +1091,22 @@ async fn secret_in_payload(e: &Env, rt: &Runtime) -> R {
     let mut g = fresh(rt).await?;
     let body = json!({"name": "LEAK", "subjects": ["leak.>"], "description": "{{secret:locked-token}}",
         "metadata": {"t": "{{secret:other}}"}});
-    let v = nats(
+    // Carried by the stream it creates, so the create is in the call's scope.
+    let v = call_as(
         e,
         &mut g,
-        json!({"broker": "local"}),
-        vec![
-            json!({"subject": "$JS.API.STREAM.CREATE.LEAK", "payload": body.to_string(), "timeout_ms": 5000}),
-            json!({"subject": "$JS.API.STREAM.INFO.LEAK", "payload": "", "timeout_ms": 5000}),
-        ],
+        "create",
+        "infra.eventbus.stream",
+        json!({"name": "LEAK", "broker_ref": "local"}),
+        "nats",
+        json!({"broker": "local", "requests": [
+            {"subject": "$JS.API.STREAM.CREATE.LEAK", "payload": body.to_string(), "timeout_ms": 5000},
+            {"subject": "$JS.API.STREAM.INFO.LEAK", "payload": "", "timeout_ms": 5000},
+        ]}),
     )
-    .await?;
+    .await
+    .out()?
+    .clone();
     let info = v["requests"][1]["ok"].as_str().unwrap_or("").to_string();
     let client = direct(e).await;
     let js = async_nats::jetstream::new(client);
@@ -1542,9 +1644,13 @@ async fn recursion(e: &Env, rt: &Runtime) -> R {
 async fn panic_mid_apply(e: &Env, rt: &Runtime) -> R {
     let marker = random_text("panic-marker");
     let mut g = fresh(rt).await?;
-    let c = call(
+    // Carried by the stream it creates: that create is the call's own resource.
+    let c = call_as(
         e,
         &mut g,
+        "create",
+        "infra.eventbus.stream",
+        json!({"name": "PANICKED", "broker_ref": "local"}),
         "panic-mid-apply",
         json!({"broker": "local", "stream": "PANICKED", "canary": marker}),
     )
@@ -1655,6 +1761,72 @@ fn attacks() -> Vec<Attack> {
         a("write to the host's stdio", limits, boxed!(stdio)),
         a("exit the host process", limits, boxed!(exit)),
         a("NATS $SYS subjects", limits, boxed!(nats_sys)),
+        a(
+            "NATS read a message (MSG.GET, DIRECT.GET)",
+            limits,
+            boxed!(lp_msg_get),
+        ),
+        a(
+            "NATS pull from a live consumer",
+            limits,
+            boxed!(lp_msg_next),
+        ),
+        a(
+            "NATS purge or delete another stream's messages",
+            limits,
+            boxed!(lp_purge),
+        ),
+        a(
+            "NATS snapshot, restore, cluster and account admin",
+            limits,
+            boxed!(lp_admin),
+        ),
+        a(
+            "NATS delete a stream during plan",
+            limits,
+            boxed!(lp_delete_in_plan),
+        ),
+        a(
+            "NATS create a stream during status",
+            limits,
+            boxed!(lp_create_in_status),
+        ),
+        a(
+            "NATS another stream inside an update",
+            limits,
+            boxed!(lp_other_in_update),
+        ),
+        a(
+            "NATS another consumer inside a create",
+            limits,
+            boxed!(lp_other_in_consumer),
+        ),
+        a(
+            "NATS ephemeral and filtered consumer forms",
+            limits,
+            boxed!(lp_odd_consumers),
+        ),
+        a(
+            "cloud change during plan, status, drift",
+            limits,
+            boxed!(lp_cloud_in_plan),
+        ),
+        a(
+            "secret generated during plan",
+            limits,
+            boxed!(lp_secret_in_plan),
+        ),
+        a(
+            "NATS change its own consumer during read",
+            limits,
+            boxed!(lp_consumer_in_read),
+        ),
+        a("HTTP change during plan", limits, boxed!(lp_http_in_plan)),
+        a(
+            "NATS streams changed inside a broker call",
+            limits,
+            boxed!(lp_in_broker),
+        ),
         a("NATS data subjects", limits, boxed!(nats_data)),
         a("NATS wildcard subjects", limits, boxed!(nats_wildcards)),
         a(

@@ -466,7 +466,27 @@ impl Host for HostState {
         req: Request,
     ) -> wasmtime::Result<Result<Response, CapError>> {
         let caps = self.caps.clone();
+        if let Err(e) = read_only_allows(&self.grant, &req.method, &req.path) {
+            tracing::warn!(%account, method = %req.method, export = self.grant.export, "cloud call denied: a change in a read-only call");
+            return Ok(Err(e));
+        }
         Ok(call(&caps, &account, req).await)
+    }
+}
+
+/// Outside the mutating exports a cloud API may only be read: GET and HEAD. (Which of an
+/// account's objects a mutating call may change is bounded by the account's grant alone: the
+/// host cannot tell from a path which resource it belongs to.)
+pub fn read_only_allows(
+    grant: &super::grant::CallGrant,
+    method: &str,
+    path: &str,
+) -> Result<(), CapError> {
+    let method = method.to_ascii_uppercase();
+    if grant.mutates || method == "GET" || method == "HEAD" {
+        Ok(())
+    } else {
+        Err(CapError::Denied(grant.refusal(&format!("{method} {path}"))))
     }
 }
 

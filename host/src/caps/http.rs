@@ -89,6 +89,9 @@ impl HttpCap {
 impl Host for HostState {
     async fn fetch(&mut self, req: Request) -> wasmtime::Result<Result<Response, CapError>> {
         let caps = self.caps.clone();
+        if let Err(e) = super::cloud::read_only_allows(&self.grant, &req.method, &req.url) {
+            return Ok(Err(e));
+        }
         Ok(fetch(&caps, req).await)
     }
 }

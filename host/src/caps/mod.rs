@@ -2,6 +2,7 @@
 //! owning its policy check. Every denial is a typed error naming the grant to add.
 
 pub mod cloud;
+pub mod grant;
 pub mod http;
 pub mod log;
 pub mod nats;

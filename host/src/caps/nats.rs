@@ -382,6 +382,93 @@ pub fn check_subject(prefix: &str, subject: &str) -> Result<(), CapError> {
     }
 }
 
+/// One JetStream API operation the component may use: its verb, how many names follow it
+/// (stream, then consumer), and whether it changes the server.
+pub struct Operation {
+    pub verb: &'static str,
+    pub names: usize,
+    pub changes: bool,
+}
+
+const fn op(verb: &'static str, names: usize, changes: bool) -> Operation {
+    Operation {
+        verb,
+        names,
+        changes,
+    }
+}
+
+/// Every JetStream API operation granted: account info, and the management of streams and
+/// durable consumers. Nothing that reads, deletes or moves messages (`STREAM.MSG.GET`,
+/// `DIRECT.GET`, `CONSUMER.MSG.NEXT`, `STREAM.PURGE`, `STREAM.MSG.DELETE`), no snapshots or
+/// restores, and no cluster or account administration (peer and server removal, leader
+/// step-downs, account purges).
+pub const OPERATIONS: &[Operation] = &[
+    op("INFO", 0, false),
+    op("STREAM.NAMES", 0, false),
+    op("STREAM.LIST", 0, false),
+    op("STREAM.INFO", 1, false),
+    op("STREAM.CREATE", 1, true),
+    op("STREAM.UPDATE", 1, true),
+    op("STREAM.DELETE", 1, true),
+    op("CONSUMER.NAMES", 1, false),
+    op("CONSUMER.LIST", 1, false),
+    op("CONSUMER.INFO", 2, false),
+    op("CONSUMER.CREATE", 2, true),
+    op("CONSUMER.DURABLE.CREATE", 2, true),
+    op("CONSUMER.DELETE", 2, true),
+];
+
+/// The operation a (well-formed) API subject asks for and the names it carries.
+fn operation<'a>(prefix: &str, subject: &'a str) -> Option<(&'static Operation, Vec<&'a str>)> {
+    let tokens: Vec<&str> = subject
+        .strip_prefix(prefix)?
+        .strip_prefix('.')?
+        .split('.')
+        .collect();
+    OPERATIONS.iter().find_map(|o| {
+        let verb: Vec<&str> = o.verb.split('.').collect();
+        (tokens.len() == verb.len() + o.names && tokens[..verb.len()] == verb[..])
+            .then(|| (o, tokens[verb.len()..].to_vec()))
+    })
+}
+
+/// The subject names a granted operation, and a change only within what `grant` may change.
+pub fn check_operation(
+    prefix: &str,
+    subject: &str,
+    broker: &str,
+    grant: &super::grant::CallGrant,
+) -> Result<(), CapError> {
+    let Some((o, names)) = operation(prefix, subject) else {
+        let verb = subject
+            .strip_prefix(prefix)
+            .unwrap_or(subject)
+            .trim_start_matches('.');
+        return Err(CapError::Denied(format!(
+            "JetStream operation {verb:?} is not granted: the component may manage streams and durable consumers, never read, move or delete messages or administer the cluster or account (granted: {})",
+            OPERATIONS
+                .iter()
+                .map(|o| o.verb)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    if !o.changes {
+        return Ok(());
+    }
+    let (stream, consumer) = (names[0], names.get(1).copied());
+    if grant.may_write(broker, stream, consumer) {
+        Ok(())
+    } else {
+        Err(CapError::Denied(grant.refusal(&format!(
+            "{} on {}",
+            o.verb,
+            names.join("/")
+        ))))
+    }
+}
+
 impl Host for HostState {}
 
 impl HostConnection for HostState {
@@ -482,8 +569,10 @@ impl HostConnection for HostState {
         let max = self.caps.limits.max_payload;
         let h = self.table.get(&this)?;
         tracing::debug!(%subject, bytes = payload.len(), "nats.request");
-        if let Err(e) = check_subject(&h.prefix, &subject) {
-            tracing::warn!(%subject, "denied NATS subject");
+        if let Err(e) = check_subject(&h.prefix, &subject)
+            .and_then(|()| check_operation(&h.prefix, &subject, &h.broker, &self.grant))
+        {
+            tracing::warn!(%subject, export = self.grant.export, "denied NATS request");
             return Ok(Err(e));
         }
         if payload.len() > max {
@@ -569,6 +658,56 @@ mod tests {
         // Ids of other shapes teach nothing.
         cap.learn_from_id("d", "kubernetes/ns/d");
         assert!(cap.entry("d").is_err());
+    }
+
+    #[test]
+    fn only_management_operations_are_granted_and_changes_only_in_scope() {
+        use crate::caps::grant::CallGrant;
+        let read = CallGrant::read_only();
+        // Reads pass in any call.
+        for ok in [
+            "$JS.API.INFO",
+            "$JS.API.STREAM.NAMES",
+            "$JS.API.STREAM.INFO.S",
+            "$JS.API.CONSUMER.LIST.S",
+            "$JS.API.CONSUMER.INFO.S.c",
+        ] {
+            assert!(check_operation("$JS.API", ok, "b", &read).is_ok(), "{ok}");
+        }
+        // Messages, purges, snapshots and administration are never granted, nor odd forms.
+        for bad in [
+            "$JS.API.STREAM.MSG.GET.S",
+            "$JS.API.DIRECT.GET.S",
+            "$JS.API.CONSUMER.MSG.NEXT.S.c",
+            "$JS.API.STREAM.PURGE.S",
+            "$JS.API.STREAM.MSG.DELETE.S",
+            "$JS.API.STREAM.SNAPSHOT.S",
+            "$JS.API.STREAM.RESTORE.S",
+            "$JS.API.ACCOUNT.PURGE.A",
+            "$JS.API.SERVER.REMOVE",
+            "$JS.API.STREAM.PEER.REMOVE.S",
+            "$JS.API.META.LEADER.STEPDOWN",
+            "$JS.API.CONSUMER.CREATE.S",
+            "$JS.API.CONSUMER.CREATE.S.c.orders.>",
+            "$JS.API.STREAM.INFO",
+        ] {
+            let all = CallGrant {
+                export: "create",
+                mutates: true,
+                objects: vec![crate::caps::grant::Object {
+                    broker: None,
+                    stream: "S".into(),
+                    consumer: None,
+                }],
+            };
+            let e = check_operation("$JS.API", bad, "b", &all).unwrap_err();
+            assert!(format!("{e:?}").contains("not granted"), "{bad}: {e:?}");
+        }
+        // A change is refused in a read-only call, naming the export.
+        let mut plan = CallGrant::read_only();
+        plan.export = "plan";
+        let e = check_operation("$JS.API", "$JS.API.STREAM.DELETE.S", "b", &plan).unwrap_err();
+        assert!(format!("{e:?}").contains("`plan` may only read"), "{e:?}");
     }
 
     #[test]

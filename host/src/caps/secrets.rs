@@ -270,6 +270,14 @@ impl Host for HostState {
                 "{name:?} is not a secret name"
             ))));
         }
+        // Generating keeps a new secret: a change, so only a mutating call makes one; a read
+        // gets the handle of one that exists.
+        if !self.grant.mutates && !self.caps.secrets.has(&name) {
+            return Ok(Err(CapError::Denied(
+                self.grant
+                    .refusal(&format!("generating the secret {name:?}")),
+            )));
+        }
         Ok(self
             .caps
             .secrets

@@ -7,6 +7,7 @@ pub mod limits;
 pub mod pool;
 
 use crate::caps::Caps;
+use crate::caps::grant::CallGrant;
 use anyhow::{Context, Result, anyhow};
 use limits::{EPOCH_TICK, Limits};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub struct HostState {
     pub table: ResourceTable,
     limits: StoreLimits,
     pub caps: Arc<Caps>,
+    /// What the call in progress may do (read-only outside the mutating exports).
+    pub grant: crate::caps::grant::CallGrant,
 }
 
 impl WasiView for HostState {
@@ -128,6 +131,7 @@ impl Runtime {
                 .trap_on_grow_failure(true)
                 .build(),
             caps: self.caps.clone(),
+            grant: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -145,6 +149,7 @@ impl Runtime {
             limits: self.limits.clone(),
             poisoned: false,
             next_timeout: None,
+            next_grant: None,
         })
     }
 }
@@ -157,6 +162,8 @@ pub struct Guest {
     pub poisoned: bool,
     /// The deadline of the next call only, when it is not the usual one.
     next_timeout: Option<Duration>,
+    /// What the next call may change, when it is a mutating one (else it may only read).
+    next_grant: Option<crate::caps::grant::CallGrant>,
 }
 
 /// Runs one export under the per-call deadline; a trap or timeout poisons the instance.
@@ -166,6 +173,9 @@ macro_rules! call {
             return Err(anyhow!("this component instance trapped earlier and cannot be entered again"));
         }
         let timeout = $self.next_timeout.take().unwrap_or($self.limits.call_timeout);
+        let mut grant = $self.next_grant.take().unwrap_or_default();
+        grant.export = stringify!($method).trim_start_matches("call_");
+        $self.store.data_mut().grant = grant;
         let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         $self.store.set_epoch_deadline(ticks);
         let fut = $self.bindings.$iface().$method(&mut $self.store, $($arg),*);
@@ -181,6 +191,7 @@ macro_rules! call {
             }
         };
         $self.store.set_epoch_deadline(u64::MAX / 2);
+        $self.store.data_mut().grant = Default::default();
         out
     }};
 }
@@ -219,6 +230,8 @@ impl Guest {
         call!(self, eventbus_iac_provider.call_plan(desired, current))
     }
     pub async fn destroy(&mut self, refs: &[wit::ResourceRef]) -> GuestResult<wit::DestroyResult> {
+        let each: Vec<&wit::ResourceRef> = refs.iter().collect();
+        self.next_grant = Some(CallGrant::mutating(&[], &each));
         call!(self, eventbus_iac_provider.call_destroy(refs))
     }
     pub async fn status(
@@ -273,6 +286,7 @@ impl Guest {
 
     pub async fn create(&mut self, spec: &wit::ResourceSpec) -> GuestResult<wit::ResourceOutput> {
         self.for_type(&spec.resource_type);
+        self.next_grant = Some(CallGrant::mutating(&[spec], &[]));
         call!(
             self,
             eventbus_iac_driver.call_create(&spec.resource_type, spec)
@@ -287,6 +301,7 @@ impl Guest {
         spec: &wit::ResourceSpec,
     ) -> GuestResult<wit::ResourceOutput> {
         self.for_type(&r.resource_type);
+        self.next_grant = Some(CallGrant::mutating(&[spec], &[r]));
         call!(
             self,
             eventbus_iac_driver.call_update(&r.resource_type, r, spec)
@@ -294,6 +309,7 @@ impl Guest {
     }
     pub async fn delete(&mut self, r: &wit::ResourceRef) -> GuestResult<()> {
         self.for_type(&r.resource_type);
+        self.next_grant = Some(CallGrant::mutating(&[], &[r]));
         call!(self, eventbus_iac_driver.call_delete(&r.resource_type, r))
     }
     pub async fn diff(
@@ -320,6 +336,7 @@ impl Guest {
         r: &wit::ResourceRef,
         replicas: i32,
     ) -> GuestResult<wit::ResourceOutput> {
+        self.next_grant = Some(CallGrant::mutating(&[], &[r]));
         call!(
             self,
             eventbus_iac_driver.call_scale(&r.resource_type, r, replicas)

@@ -346,7 +346,11 @@ fn attack(name: &str, p: &Value) -> Result<Value, wit::ProviderError> {
             let mut out = Vec::new();
             for url in strings(p, "urls") {
                 let req = http::Request {
-                    method: "GET".into(),
+                    method: p
+                        .get("method")
+                        .and_then(Value::as_str)
+                        .unwrap_or("GET")
+                        .into(),
                     url: url.clone(),
                     headers: headers(p),
                     body: vec![],
@@ -483,6 +487,23 @@ fn attack(name: &str, p: &Value) -> Result<Value, wit::ProviderError> {
     })
 }
 
+/// An attack carried in a resource's config (`{"attack": NAME, "params": {...}, ...}`), so the
+/// host sees a real resource type and name and grants the call as it would that resource's.
+fn carried(config_json: &str) -> Option<(String, Value)> {
+    let v: Value = serde_json::from_str(config_json).ok()?;
+    Some((v.get("attack")?.as_str()?.to_string(), v["params"].clone()))
+}
+
+/// Runs a carried attack from an export that has no outputs to put its report in: the report
+/// comes back as an `internal` error, `report: <json>`.
+fn report_through<T>(config_json: &str) -> Result<T, wit::ProviderError> {
+    let Some((name, params)) = carried(config_json) else {
+        return unimplemented("do anything without an attack");
+    };
+    let report = attack(&name, &params)?;
+    Err(wit::ProviderError::Internal(format!("report: {report}")))
+}
+
 fn unimplemented<T>(what: &str) -> Result<T, wit::ProviderError> {
     Err(wit::ProviderError::Unimplemented(format!(
         "the hostile component does not {what}"
@@ -506,28 +527,45 @@ impl provider::Guest for Hostile {
             compute_plan_version: "1".into(),
         }
     }
-    fn validate(_desired: Vec<wit::ResourceSpec>) -> Result<(), wit::ProviderError> {
-        Ok(())
+    fn validate(desired: Vec<wit::ResourceSpec>) -> Result<(), wit::ProviderError> {
+        match desired.first() {
+            Some(d) if carried(&d.config_json).is_some() => report_through(&d.config_json),
+            _ => Ok(()),
+        }
     }
     fn plan(
-        _desired: Vec<wit::ResourceSpec>,
+        desired: Vec<wit::ResourceSpec>,
         _current: Vec<wit::ResourceState>,
     ) -> Result<wit::IacPlan, wit::ProviderError> {
-        unimplemented("plan")
+        report_through(
+            &desired
+                .first()
+                .map(|d| d.config_json.clone())
+                .unwrap_or_default(),
+        )
     }
     fn destroy(_refs: Vec<wit::ResourceRef>) -> Result<wit::DestroyResult, wit::ProviderError> {
         unimplemented("destroy")
     }
-    fn status(
-        _refs: Vec<wit::ResourceRef>,
-    ) -> Result<Vec<wit::ResourceStatus>, wit::ProviderError> {
-        unimplemented("status")
+    /// The attack rides in the first ref's provider id.
+    fn status(refs: Vec<wit::ResourceRef>) -> Result<Vec<wit::ResourceStatus>, wit::ProviderError> {
+        report_through(
+            &refs
+                .first()
+                .map(|r| r.provider_id.clone())
+                .unwrap_or_default(),
+        )
     }
     fn detect_drift(
         _refs: Vec<wit::ResourceRef>,
-        _specs: Vec<wit::ResourceSpec>,
+        specs: Vec<wit::ResourceSpec>,
     ) -> Result<Vec<wit::DriftResult>, wit::ProviderError> {
-        unimplemented("detect drift")
+        report_through(
+            &specs
+                .first()
+                .map(|s| s.config_json.clone())
+                .unwrap_or_default(),
+        )
     }
     fn import(
         _provider_id: String,
@@ -558,8 +596,11 @@ impl driver::Guest for Hostile {
         resource_type: String,
         spec: wit::ResourceSpec,
     ) -> Result<wit::ResourceOutput, wit::ProviderError> {
-        let params: Value = serde_json::from_str(&spec.config_json).unwrap_or(Value::Null);
-        let report = attack(&resource_type, &params)?;
+        let (name, params) = carried(&spec.config_json).unwrap_or_else(|| {
+            let params = serde_json::from_str(&spec.config_json).unwrap_or(Value::Null);
+            (resource_type.clone(), params)
+        });
+        let report = attack(&name, &params)?;
         Ok(wit::ResourceOutput {
             name: spec.name,
             resource_type,
@@ -569,28 +610,29 @@ impl driver::Guest for Hostile {
             status: "running".into(),
         })
     }
+    /// The attack rides in the ref's provider id.
     fn read(
         _resource_type: String,
-        _r: wit::ResourceRef,
+        r: wit::ResourceRef,
     ) -> Result<wit::ResourceOutput, wit::ProviderError> {
-        unimplemented("read")
+        report_through(&r.provider_id)
     }
     fn update(
         _resource_type: String,
         _r: wit::ResourceRef,
-        _spec: wit::ResourceSpec,
+        spec: wit::ResourceSpec,
     ) -> Result<wit::ResourceOutput, wit::ProviderError> {
-        unimplemented("update")
+        report_through(&spec.config_json)
     }
     fn delete(_resource_type: String, _r: wit::ResourceRef) -> Result<(), wit::ProviderError> {
         unimplemented("delete")
     }
     fn diff(
         _resource_type: String,
-        _desired: wit::ResourceSpec,
+        desired: wit::ResourceSpec,
         _current: wit::ResourceOutput,
     ) -> Result<wit::DiffResult, wit::ProviderError> {
-        unimplemented("diff")
+        report_through(&desired.config_json)
     }
     fn scale(
         _resource_type: String,
