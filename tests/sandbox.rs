@@ -289,6 +289,8 @@ const CANARY_SECRET_VAR: &str = "EVENTBUS_SECRET_CANARY";
 
 struct Env {
     wasm: PathBuf,
+    /// The Kubernetes API fake, holding an operator's Secret the component must never read.
+    kube: eventbus_tests::k8s_fake::Fake,
     nats: NatsServer,
     ungranted: NatsServer,
     locked: TokenServer,
@@ -340,12 +342,18 @@ impl Env {
         // One cloud account (GET and POST under /api) and an HTTP allow-list naming the fake
         // API by address and the tripwire by a name that resolves to loopback.
         let fake = format!("http://127.0.0.1:{}", self.fake.port);
+        // And a Kubernetes API (the fake), granted everything in one namespace, the grant the
+        // Kubernetes target needs; its Secrets stay write-only whatever the grant says.
         let cloud = CloudCap::from_config(
-            &json!({"cloud_accounts": {"fake": {"base_url": fake, "token": self.cloud_token,
-                "allow": [{"methods": ["GET", "POST"], "paths": ["/api"]}]}}}),
+            &json!({"cloud_accounts": {
+                "fake": {"base_url": fake, "token": self.cloud_token,
+                    "allow": [{"methods": ["GET", "POST"], "paths": ["/api"]}]},
+                "k8s": {"kind": "kubernetes", "base_url": self.kube.url(), "token": eventbus_tests::k8s_fake::TOKEN,
+                    "allow": [{"methods": ["GET", "POST", "PUT", "PATCH", "DELETE"],
+                        "paths": [format!("/api/v1/namespaces/{}/", kube_secrets::NS)]}]}}}),
             &secrets,
         )
-        .expect("the fake cloud account");
+        .expect("the fake cloud accounts");
         let http = HttpCap::from_config(&json!({"http_allow": [
             fake,
             format!("http://localhost:{}", self.tripwire.port),
@@ -596,8 +604,14 @@ async fn nothing_arrived(subs: &mut [async_nats::Subscriber]) -> Result<(), Stri
 
 type R = Result<String, String>;
 
+#[path = "sandbox/kube_secrets.rs"]
+mod kube_secrets;
 #[path = "sandbox/least_privilege.rs"]
 mod least_privilege;
+use kube_secrets::{
+    change_other as ks_change_other, crafted as ks_crafted, own_metadata as ks_own_metadata,
+    read_other as ks_read_other,
+};
 use least_privilege::{
     another_resource_in_consumer_create as lp_other_in_consumer,
     another_resource_in_update as lp_other_in_update, cloud_change_during_plan as lp_cloud_in_plan,
@@ -1821,6 +1835,26 @@ fn attacks() -> Vec<Attack> {
             limits,
             boxed!(lp_consumer_in_read),
         ),
+        a(
+            "Kubernetes read another Secret: get, list, watch",
+            limits,
+            boxed!(ks_read_other),
+        ),
+        a(
+            "Kubernetes Secret by crafted Accept or path",
+            limits,
+            boxed!(ks_crafted),
+        ),
+        a(
+            "Kubernetes change another Secret",
+            limits,
+            boxed!(ks_change_other),
+        ),
+        a(
+            "Kubernetes own Secret comes back without data",
+            limits,
+            boxed!(ks_own_metadata),
+        ),
         a("HTTP change during plan", limits, boxed!(lp_http_in_plan)),
         a(
             "NATS streams changed inside a broker call",
@@ -2031,6 +2065,7 @@ fn main() {
         quoted: format!("{}\"<{}", random_text("q"), random_text("uoted")),
         cloud_token: random_text("cloud-token"),
         fake: FakeApi::start(tripwire.port),
+        kube: kube_secrets::start_api(),
         tripwire,
         seen: Mutex::new(String::new()),
     };

@@ -9,206 +9,13 @@
 //!
 //! Needs `.venv/bin/python` (or `python3`) with `kubernetes-validate` installed.
 
-use eventbus_tests::{
-    Cli, Output, Owned, TempDir, Value, json, nats_server_bin, pilot_yaml, python, workspace_root,
-};
+use eventbus_tests::k8s_fake::{Fake, TOKEN};
+use eventbus_tests::{Cli, Output, TempDir, Value, json, nats_server_bin, pilot_yaml};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-const TOKEN: &str = "k8s-test-token-4f9c2";
 const BROKER: &str = "bmw-nats";
 const NS: &str = "eventbus";
-
-// ---------------------------------------------------------------------------------------------
-// The fake API server
-
-struct Fake {
-    child: Child,
-    dir: TempDir,
-    port: u16,
-    /// The client port of pod 0 when the kubelet runs it.
-    pod_port: Option<u16>,
-}
-
-impl Fake {
-    fn start() -> Fake {
-        Fake::start_with(false, 0.3)
-    }
-
-    /// With `pods`, pod 0 of the StatefulSet runs as a real nats-server on `pod_port`; a
-    /// StatefulSet's status catches up with its spec `ready_after` seconds after a change.
-    fn start_with(pods: bool, ready_after: f64) -> Fake {
-        let dir = TempDir::new("k8s-api");
-        let script = workspace_root().join("tests/fakes/k8s_api.py");
-        let mut cmd = Command::new(python());
-        cmd.arg(&script)
-            .args([
-                "--dir",
-                &dir.path().display().to_string(),
-                "--token",
-                TOKEN,
-                "--namespaces",
-                "default,eventbus,other",
-            ])
-            .args(["--ready-after", &ready_after.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("fake.log")).unwrap());
-        let mut pod_port = None;
-        if pods {
-            let p = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port")
-                .port();
-            pod_port = Some(p);
-            cmd.args([
-                "--nats-server",
-                &nats_server_bin().display().to_string(),
-                "--pod-port",
-                &p.to_string(),
-            ]);
-        }
-        let mut child = cmd
-            .owned()
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
-        let port_file = dir.path().join("port");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let port = loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "the fake Kubernetes API exited ({status}): {}\n(is kubernetes-validate installed in .venv? pip install kubernetes-validate)",
-                    std::fs::read_to_string(dir.path().join("fake.log")).unwrap_or_default()
-                );
-            }
-            if let Some(p) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|t| t.trim().parse::<u16>().ok())
-            {
-                break p;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the fake Kubernetes API did not listen within 30s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Fake {
-            child,
-            dir,
-            port,
-            pod_port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Every request the fake answered, in order.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("requests.jsonl line"))
-            .collect()
-    }
-
-    /// The stored object `plural/name` in `ns`, as the API server keeps it.
-    fn object(&self, ns: &str, plural: &str, name: &str) -> Option<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("objects.json")).unwrap();
-        let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-        all.into_iter()
-            .find(|o| {
-                o["namespace"] == ns
-                    && o["name"] == name
-                    && o["resource"]
-                        .as_str()
-                        .is_some_and(|r| r.ends_with(&format!("/{plural}")))
-            })
-            .map(|o| o["object"].clone())
-    }
-
-    fn object_count(&self) -> usize {
-        let text = std::fs::read_to_string(self.dir.path().join("objects.json")).unwrap();
-        serde_json::from_str::<Vec<Value>>(&text).unwrap().len()
-    }
-
-    /// A change made behind eventbus's back, as `kubectl patch --type merge` would.
-    fn merge_patch(&self, path: &str, patch: &Value) -> Value {
-        use std::io::{Read, Write};
-        let body = patch.to_string();
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "PATCH {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/merge-patch+json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        assert!(
-            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-            "{raw}"
-        );
-        serde_json::from_str(body).unwrap()
-    }
-
-    fn set_faults(&self, faults: Value) {
-        std::fs::write(self.dir.path().join("faults.json"), faults.to_string()).unwrap();
-    }
-
-    fn faults(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("faults.json")).unwrap())
-            .unwrap()
-    }
-
-    fn pods(&self) -> Value {
-        std::fs::read_to_string(self.dir.path().join("pods.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    }
-
-    /// No request was refused by schema or semantic validation, and every one carried the
-    /// account's token (the host attaches it; the guest cannot).
-    #[track_caller]
-    fn assert_all_valid(&self) {
-        let reqs = self.requests();
-        assert!(!reqs.is_empty(), "the fake saw no request");
-        for r in &reqs {
-            assert!(
-                r.get("invalid").is_none(),
-                "the API server refused a request: {r:#}"
-            );
-            assert_eq!(
-                r["authorized"],
-                json!(true),
-                "request without the account's bearer token: {r:#}"
-            );
-        }
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        // SIGTERM lets the fake stop the nats-servers its kubelet started.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn method_path(r: &Value) -> (String, String) {
     (
@@ -286,6 +93,7 @@ fn provider_module(fake: &Fake, paths: &[&str]) -> String {
       provider: eventbus
       cloud_accounts:
         kubernetes:
+          kind: kubernetes
           base_url: {}
           token: ${{K8S_TOKEN}}
           allow:
@@ -673,6 +481,37 @@ fn a_bigger_volume_is_a_replace_with_its_reason() {
     let text = plan.json().to_string();
     assert!(text.contains("\"replace\""), "{text}");
     assert!(text.contains("volumeClaimTemplates"), "{text}");
+}
+
+#[test]
+fn the_narrowest_grant_the_readme_suggests_is_enough() {
+    // The README's grant: each object kind only with the methods the target uses on it.
+    let fake = Fake::start();
+    let ns = "/api/v1/namespaces/eventbus";
+    let apps = "/apis/apps/v1/namespaces/eventbus";
+    let narrow = provider_module(&fake, &GRANT).replace(
+        "            - methods: [GET, POST, PUT, PATCH, DELETE]\n              paths: [\"/api/v1/namespaces/eventbus/\", \"/apis/apps/v1/namespaces/eventbus/\"]\n",
+        &format!(
+            "            - {{methods: [POST], paths: [{ns}/secrets, {ns}/configmaps, {ns}/services, {apps}/statefulsets]}}\n            - {{methods: [GET, PUT, DELETE], paths: [{ns}/secrets/, {ns}/configmaps/]}}\n            - {{methods: [GET, PATCH, DELETE], paths: [{ns}/services/, {apps}/statefulsets/]}}\n"
+        ),
+    );
+    assert!(
+        narrow.contains("methods: [POST]"),
+        "test setup: the grant was not narrowed"
+    );
+    let yaml = narrow
+        + &broker(
+            3,
+            "2.10",
+            "        external_endpoint: nats://127.0.0.1:4222\n",
+            "",
+        );
+    let p = Proj::new(&yaml);
+    apply(&p);
+    assert_eq!(fake.object_count(), 5);
+    p.run(&["plan"]).expect_code(0);
+    p.run(&["destroy"]).expect_code(0);
+    assert_eq!(fake.object_count(), 0);
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 pub use serde_json::{Value, json};
 
 pub mod do_fake;
+pub mod k8s_fake;
 
 /// The workspace root (parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {

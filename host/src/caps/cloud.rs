@@ -55,6 +55,8 @@ pub struct Account {
     pub grants: Vec<Grant>,
     auth: Auth,
     client: reqwest::Client,
+    /// For a Kubernetes API: Secrets are write-only (`kube_secrets.rs`).
+    secrets_rule: Option<std::sync::Arc<super::kube_secrets::SecretsRule>>,
 }
 
 #[derive(Default)]
@@ -198,6 +200,22 @@ impl CloudCap {
                 (None, Some(id)) => Auth::ClientCert(id),
                 (None, None) => Auth::None,
             };
+            // A Kubernetes API (a kubeconfig, or said so): its Secrets are write-only.
+            let kubernetes =
+                s("kubeconfig").is_some() || s("kind").as_deref() == Some("kubernetes");
+            let secrets_rule = kubernetes.then(|| {
+                let named: Vec<String> = a
+                    .get("secrets")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect();
+                std::sync::Arc::new(super::kube_secrets::SecretsRule::new(
+                    &named,
+                    secrets.file_beside(&format!("kubernetes-secrets.{name}.json")),
+                ))
+            });
             let mut builder = reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .redirect(reqwest::redirect::Policy::none())
@@ -232,6 +250,7 @@ impl CloudCap {
                             grants,
                             auth,
                             client,
+                            secrets_rule,
                         },
                     );
                 }
@@ -534,6 +553,22 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
             "{method} {path} on cloud account {account:?} is outside its grant: add {{methods: [{method}], paths: [{path}]}} to cloud_accounts.{account}.allow"
         )));
     }
+    let secret_access = match &acct.secrets_rule {
+        Some(rule) => match rule.check(&method, path, query) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(%account, %method, %path, "cloud call denied: a Kubernetes Secret");
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let secret_access = secret_access.filter(|a| *a != super::kube_secrets::Access::Other);
+    // A read is asked for metadata only (writes answer what was written, cut down after).
+    let reads_secret = matches!(
+        secret_access,
+        Some(super::kube_secrets::Access::One { write: false, .. })
+    );
     if req.body.len() > caps.limits.max_payload {
         return Err(CapError::Invalid(format!(
             "request body of {} bytes exceeds the {}-byte limit",
@@ -557,6 +592,9 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
         if lk == "content-type" && v.to_ascii_lowercase().contains("json") {
             json = true;
         }
+        if lk == "accept" && reads_secret {
+            continue; // the host says how a Secret is answered
+        }
         if v.contains(super::secrets::PREFIX) {
             return Err(CapError::Denied(format!(
                 "header {k:?} carries a secret handle: secrets go only in request bodies"
@@ -566,6 +604,9 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
     }
     if let Auth::Bearer(t) = &acct.auth {
         builder = builder.bearer_auth(t);
+    }
+    if reads_secret {
+        builder = builder.header("accept", super::kube_secrets::METADATA_ONLY);
     }
     let req_body = req.body.clone();
     let body = substitute(&req.body, &caps.secrets, json)?;
@@ -577,7 +618,10 @@ pub async fn call(caps: &super::Caps, account: &str, req: Request) -> Result<Res
     })?;
     let status = resp.status().as_u16();
     let headers = super::guest_headers(caps, resp.headers(), &["set-cookie", "www-authenticate"]);
-    let bytes = super::read_body(caps, resp, account, super::Oversize::Refuse).await?;
+    let mut bytes = super::read_body(caps, resp, account, super::Oversize::Refuse).await?;
+    if let (Some(rule), Some(access)) = (&acct.secrets_rule, &secret_access) {
+        bytes = rule.answered(access, &method, status, &req_body, bytes)?;
+    }
     grant_live_urls(caps, &bytes, &req_body);
     let body = super::guest_body(caps, bytes);
     tracing::debug!(%account, %method, %path, status, "cloud.call answered");

@@ -4,6 +4,7 @@
 pub mod cloud;
 pub mod grant;
 pub mod http;
+pub mod kube_secrets;
 pub mod log;
 pub mod nats;
 pub mod secrets;

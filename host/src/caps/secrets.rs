@@ -71,6 +71,13 @@ impl SecretStore {
         Ok(())
     }
 
+    /// A file beside the generated secrets (same directory, same privacy), for other host
+    /// records that must outlive this process; None when secrets are kept in memory only.
+    pub fn file_beside(&self, name: &str) -> Option<std::path::PathBuf> {
+        let file = self.generated_file.read().expect("secret store").clone()?;
+        Some(file.with_file_name(name))
+    }
+
     /// The handle of `name`, generating `length` random letters and digits the first time.
     pub fn generate(&self, name: &str, length: u32) -> Result<String, String> {
         if self.values.read().expect("secret store").contains_key(name) {
