@@ -4,7 +4,7 @@
 //! log holds every answer it gave, and none may carry the operator's Secret.
 
 use super::*;
-use eventbus_tests::k8s_fake::{Fake, TOKEN};
+use eventbus_tests::k8s_fake::Fake;
 
 pub const NS: &str = "eventbus";
 const OPERATORS: &str = "db-password";
@@ -15,10 +15,10 @@ pub fn start_api() -> Fake {
     let body = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": OPERATORS, "namespace": NS},
         "data": {"password": b64(CANARY)}});
-    let (status, answer) = raw(
-        &fake,
+    let (status, answer) = fake.request(
         "POST",
         &format!("/api/v1/namespaces/{NS}/secrets"),
+        "application/json",
         &body,
     );
     assert_eq!(status, 201, "creating the operator's Secret: {answer}");
@@ -44,34 +44,6 @@ fn b64(s: &str) -> String {
         }
     }
     out
-}
-
-/// One request straight to the fake, with its token (the operator's own client).
-fn raw(fake: &Fake, method: &str, path: &str, body: &Value) -> (u16, Value) {
-    use std::io::{Read, Write};
-    let data = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let port = fake
-        .url()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse::<u16>()
-        .unwrap();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{data}", data.len()).unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// Nothing the fake answered, and nothing the guest saw, holds the operator's Secret; and it

@@ -3,8 +3,7 @@
 //! API holds and received. Every suite that deploys a broker on App Platform uses it.
 
 use crate::{JetStream, Owned, Value, python, workspace_root};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,28 +56,7 @@ impl DoFake {
         body: Option<&Value>,
         token: Option<&str>,
     ) -> (u16, Value) {
-        let hostport = self.base.trim_start_matches("http://");
-        let mut s = TcpStream::connect(hostport).expect("connect to the fake");
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        let data = body.map(|b| b.to_string()).unwrap_or_default();
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{data}",
-            data.len()
-        )
-        .expect("write to the fake");
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).expect("read the fake's answer");
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        crate::http_json(&self.base, method, path, token, "application/json", body)
     }
 
     /// The DigitalOcean API as a client with the right token sees it.

@@ -123,23 +123,21 @@ impl Fake {
 
     /// A change made behind eventbus's back, as `kubectl patch --type merge` would.
     pub fn merge_patch(&self, path: &str, patch: &Value) -> Value {
-        use std::io::{Read, Write};
-        let body = patch.to_string();
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "PATCH {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/merge-patch+json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        assert!(
-            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-            "{raw}"
-        );
-        serde_json::from_str(body).unwrap()
+        let (status, body) = self.request("PATCH", path, "application/merge-patch+json", patch);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// One request as the cluster's operator makes it (with the token): (status, JSON body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let body = (!body.is_null()).then_some(body);
+        crate::http_json(&self.url(), method, path, Some(TOKEN), content_type, body)
     }
 
     pub fn set_faults(&self, faults: Value) {

@@ -417,6 +417,42 @@ pub fn http_get_json(base: &str, path: &str) -> Result<Value, String> {
     serde_json::from_str(body).map_err(|e| format!("GET {base}{path}: not JSON ({e}): {body}"))
 }
 
+/// One JSON request to a fake API on loopback (`base` is `http://127.0.0.1:PORT`), with a
+/// bearer token and a content type: (status, JSON body, or null when it is not JSON).
+pub fn http_json(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    use std::io::Write;
+    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(hostport).unwrap_or_else(|e| panic!("connect to {base}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let data = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{data}",
+        data.len()
+    )
+    .unwrap_or_else(|e| panic!("write to {base}: {e}"));
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)
+        .unwrap_or_else(|e| panic!("read from {base}: {e}"));
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
 // ---------------------------------------------------------------------------------------------
 // A JetStream cluster on loopback
 
