@@ -5,6 +5,7 @@
 #     workflow-plugin-eventbus   the host binary (serves go-plugin gRPC when wfctl starts it)
 #     eventbus_guest.wasm        the provider component, found beside the binary
 #     plugin.json                the manifest wfctl reads (capabilities.iacProvider.name = eventbus)
+#     policy.json                the capability rules any host of the component enforces
 #   dist/workflow-plugin-eventbus-<version>-<os>-<arch>.tar.gz (+ .sha256)
 #
 # Usage: scripts/package.sh [release|debug]   (default release)
@@ -46,6 +47,8 @@ chmod 755 "$out/$name"
 unset EVENTBUS_COMPONENT WORKFLOW_PLUGIN
 version="$("$out/$name" --version | awk '{print $2}')"
 schema="$(cd "$out" && "./$name" schema)"
+# The capability rules every host must enforce on the component, as data (`eventbus policy`).
+"$out/$name" policy > "$out/policy.json"
 
 SCHEMA="$schema" VERSION="$version" python3 - "$out/plugin.json" <<'PY'
 import json, os, sys

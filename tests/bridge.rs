@@ -1368,6 +1368,14 @@ fn packaged_directory_loads_the_way_wfctl_loads_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The capability rules ship beside the component, for any other host of it.
+    let policy: Value = serde_json::from_str(
+        &std::fs::read_to_string(plugins.path().join("workflow-plugin-eventbus/policy.json"))
+            .expect("policy.json in the package"),
+    )
+    .expect("policy.json is JSON");
+    assert_eq!(policy, eventbus_host::caps::policy::describe());
+
     // wfctl's findIaCPluginDir: capabilities.iacProvider.name == the iac.provider module's provider.
     let found: Vec<PathBuf> = std::fs::read_dir(plugins.path())
         .unwrap()

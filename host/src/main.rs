@@ -143,6 +143,8 @@ enum Command {
         #[arg(value_name = "TYPE")]
         rtype: Option<String>,
     },
+    /// Print the capability rules every host enforces on the component, as JSON.
+    Policy,
 }
 
 fn init_tracing(verbose: u8) {
@@ -222,6 +224,11 @@ fn main() {
                 commands::import::run(&ctx, name, rtype, id).await
             }
             Command::Schema { rtype } => commands::schema::run(&ctx, rtype.as_deref()).await,
+            Command::Policy => {
+                let text = serde_json::to_string_pretty(&eventbus_host::caps::policy::describe())?;
+                eventbus_host::outln!("{text}");
+                Ok(Exit::Ok)
+            }
             Command::Unlock { force, grace } => {
                 commands::unlock::run(&ctx, *force, Duration::from_secs(*grace))
             }

@@ -502,7 +502,7 @@ pub fn read_only_allows(
     path: &str,
 ) -> Result<(), CapError> {
     let method = method.to_ascii_uppercase();
-    if grant.mutates || method == "GET" || method == "HEAD" {
+    if grant.mutates || super::grant::READ_ONLY_METHODS.contains(&method.as_str()) {
         Ok(())
     } else {
         Err(CapError::Denied(grant.refusal(&format!("{method} {path}"))))

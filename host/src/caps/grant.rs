@@ -34,6 +34,13 @@ impl Default for CallGrant {
     }
 }
 
+/// The exports that may change anything; every other one is read-only. (`runtime::Guest`
+/// gives these, and only these, a mutating grant.)
+pub const MUTATING_EXPORTS: [&str; 5] = ["create", "update", "delete", "scale", "destroy"];
+
+/// The only methods a read-only call may use on a cloud API or over HTTP.
+pub const READ_ONLY_METHODS: [&str; 2] = ["GET", "HEAD"];
+
 const STREAM: &str = "infra.eventbus.stream";
 const CONSUMER: &str = "infra.eventbus.consumer";
 

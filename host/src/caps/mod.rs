@@ -7,6 +7,7 @@ pub mod http;
 pub mod kube_secrets;
 pub mod log;
 pub mod nats;
+pub mod policy;
 pub mod secrets;
 
 use crate::runtime::HostState;

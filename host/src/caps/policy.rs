@@ -1,0 +1,60 @@
+//! The capability rules as data: what `eventbus policy` prints and `just package` ships as
+//! `policy.json`, so that every host loading the component (this one, and the Python and Node
+//! hosts to come) enforces one description instead of keeping its own copy. Built from the
+//! tables the Rust host enforces itself, so the two cannot drift apart.
+
+use super::grant::{MUTATING_EXPORTS, READ_ONLY_METHODS};
+use super::nats::OPERATIONS;
+use serde_json::{Value, json};
+
+pub fn describe() -> Value {
+    let ops: Vec<Value> = OPERATIONS
+        .iter()
+        .map(|o| json!({"verb": o.verb, "names": o.names, "changes": o.changes}))
+        .collect();
+    json!({
+        "version": 1,
+        "mutating_exports": MUTATING_EXPORTS,
+        "read_only": "every other export: NATS operations that do not change, cloud and HTTP GET and HEAD, handles of existing secrets",
+        "nats": {
+            "subjects": "$JS.API.<verb>[.<stream>[.<consumer>]], or $JS.<domain>.API.... for a broker with a domain; no wildcards",
+            "operations": ops,
+            "scope": "a change is allowed only on the stream (and its consumers) or the consumer named by the call's spec config (stream: name; consumer: stream_name + name, on broker_ref) or provider id (BROKER/STREAM, BROKER/STREAM/CONSUMER); a broker's calls change no JetStream object",
+        },
+        "cloud": {
+            "read_only_methods": READ_ONLY_METHODS,
+            "grant": "methods and path prefixes per account (cloud_accounts.NAME.allow); paths with //, \\, whitespace, . or .. segments, %2e, %2f or %5c are refused",
+        },
+        "http": {"read_only_methods": READ_ONLY_METHODS, "grant": "origins in http_allow; public addresses only, no redirects followed"},
+        "secrets": {"generate": "only in mutating exports"},
+        "kubernetes_secrets": {
+            "applies_to": "cloud accounts with kubeconfig or kind: kubernetes",
+            "list_or_watch": "refused",
+            "read": "by name, only if created by the component or named in the account's secrets, with Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1; an answer with data or stringData is refused",
+            "change": "create allowed; replace, patch, delete under the read rule; collection delete refused; data and stringData removed from every answer",
+            "paths": "a % is refused",
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_description_lists_what_the_host_enforces() {
+        // The same tables the checks use: every granted verb, and the mutating exports.
+        let p = describe();
+        let verbs: Vec<&str> = p["nats"]["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["verb"].as_str().unwrap())
+            .collect();
+        assert!(verbs.contains(&"STREAM.CREATE") && !verbs.contains(&"STREAM.PURGE"));
+        assert_eq!(
+            p["mutating_exports"],
+            json!(["create", "update", "delete", "scale", "destroy"])
+        );
+    }
+}
