@@ -3,7 +3,8 @@
 
 use crate::buses::nats::rules::Version;
 use crate::buses::nats::{consumer as nats_consumer, stream as nats_stream};
-use crate::config::{broker, consumer, stream};
+use crate::buses::nats::{consumer_config as consumer, stream_config as stream};
+use crate::config::broker;
 use crate::drivers;
 use crate::error::{Error, FieldDiag, Result};
 use crate::model::{

@@ -141,9 +141,9 @@ pub fn import(provider_id: &str, rtype: &str) -> Result<State> {
         .cloned()
         .unwrap_or_default();
     let mut applied = match rtype {
-        STREAM => nats::to_user(config::stream::FIELDS, &live),
+        STREAM => nats::to_user(nats::stream_config::FIELDS, &live),
         CONSUMER => {
-            let mut c = nats::to_user(config::consumer::FIELDS, &live);
+            let mut c = nats::to_user(nats::consumer_config::FIELDS, &live);
             c.insert(
                 "stream_name".into(),
                 out.outputs
@@ -214,7 +214,7 @@ pub fn schema(rtype: &str) -> Result<Value> {
             let extra = json!({"broker_ref": {"type": "string", "description": "the infra.eventbus module this stream lives on"}});
             Ok(config::schema(
                 STREAM,
-                config::stream::FIELDS,
+                nats::stream_config::FIELDS,
                 &["name", "subjects"],
                 extra.as_object().cloned().unwrap_or_default(),
             ))
@@ -226,7 +226,7 @@ pub fn schema(rtype: &str) -> Result<Value> {
             });
             Ok(config::schema(
                 CONSUMER,
-                config::consumer::FIELDS,
+                nats::consumer_config::FIELDS,
                 &["name", "stream_name"],
                 extra.as_object().cloned().unwrap_or_default(),
             ))

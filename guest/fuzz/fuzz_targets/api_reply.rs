@@ -8,7 +8,7 @@ use eventbus_guest::buses::nats::{
     api_error, consumer as nats_consumer, describe, parse_reply, project, stream as nats_stream,
     to_user,
 };
-use eventbus_guest::config::{consumer, stream};
+use eventbus_guest::buses::nats::{consumer_config as consumer, stream_config as stream};
 use eventbus_guest::model::{CONSUMER, Json, Output, STREAM, Spec};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};

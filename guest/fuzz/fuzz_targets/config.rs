@@ -11,7 +11,8 @@
 #![no_main]
 
 use eventbus_guest::buses::nats::{consumer as nats_consumer, stream as nats_stream};
-use eventbus_guest::config::{broker, consumer, stream};
+use eventbus_guest::buses::nats::{consumer_config as consumer, stream_config as stream};
+use eventbus_guest::config::broker;
 use eventbus_guest::model::{
     ActionKind, CONSUMER, Json, Output, RESOURCE_TYPES, STREAM, Spec, State,
 };

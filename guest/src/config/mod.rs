@@ -3,9 +3,7 @@
 //! server reports, diffing, rendering and the JSON Schema.
 
 pub mod broker;
-pub mod consumer;
 pub mod duration;
-pub mod stream;
 
 use crate::error::FieldDiag;
 use crate::model::Json;

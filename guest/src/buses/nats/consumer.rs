@@ -2,11 +2,11 @@
 //! "update" (2.10+), so a consumer made or removed behind our back is reported rather than
 //! silently overwritten.
 
+use super::consumer_config::{self as cfg, ConsumerCfg, FIELDS, request_config};
 use super::{
     Js, api_error, broker_move, codes, describe, diff_fields, outputs, project, rules,
     strip_unsupported, unsupported, version_of,
 };
-use crate::config::consumer::{self as cfg, ConsumerCfg, FIELDS, request_config};
 use crate::error::FieldDiag;
 use crate::error::{Error, Result};
 use crate::model::{CONSUMER, Change, Json, Output, Ref, Spec};

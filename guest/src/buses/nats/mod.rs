@@ -3,8 +3,10 @@
 
 pub mod carry;
 pub mod consumer;
+pub mod consumer_config;
 pub mod rules;
 pub mod stream;
+pub mod stream_config;
 
 use crate::bindings::eventbus::iac::capability_types::CapError;
 use crate::bindings::eventbus::iac::nats::{Auth, Connection, Endpoint};

@@ -1,11 +1,11 @@
 //! Streams on JetStream: create (idempotent, adopting an identical stream), read, update,
 //! delete, diff.
 
+use super::stream_config::{self as cfg, FIELDS, StreamCfg};
 use super::{
     Js, api_error, broker_move, codes, describe, diff_fields, outputs, project, rules,
     strip_unsupported, unsupported, version_of,
 };
-use crate::config::stream::{self as cfg, FIELDS, StreamCfg};
 use crate::error::FieldDiag;
 use crate::error::{Error, Result};
 use crate::model::{Change, Json, Output, Ref, STREAM, Spec};

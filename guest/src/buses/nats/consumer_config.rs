@@ -1,8 +1,8 @@
 //! `infra.eventbus.consumer`: a durable JetStream consumer. The table is the ConsumerConfig
 //! fields a user manages (nats-server server/consumer.go), with the server's defaults.
 
-use super::{Common, Default as D, FieldSpec, Fields, Kind, apply_defaults, read_common};
-use crate::config::stream::{invalid_name, invalid_subject};
+use super::stream_config::{invalid_name, invalid_subject};
+use crate::config::{Common, Default as D, FieldSpec, Fields, Kind, apply_defaults, read_common};
 use crate::error::FieldDiag;
 use crate::model::Json;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! `infra.eventbus.stream`: a JetStream stream. The table is the StreamConfig fields a user
 //! manages (nats-server server/stream.go), with the server's own defaults.
 
-use super::{Common, Default as D, FieldSpec, Fields, Kind, apply_defaults, read_common};
+use crate::config::{Common, Default as D, FieldSpec, Fields, Kind, apply_defaults, read_common};
 use crate::error::FieldDiag;
 use crate::model::Json;
 use serde_json::{Value, json};
