@@ -189,13 +189,14 @@ impl NatsCap {
     /// produced by this provider in an earlier run, so it is granted. A broker this process
     /// already learned (with its credentials) is left as it is; one only restored from what an
     /// earlier process saved (maybe for another project) takes the endpoint wfctl's state names.
-    pub fn learn_from_id(&self, name: &str, provider_id: &str) {
+    /// Returns whether what is known changed.
+    pub fn learn_from_id(&self, name: &str, provider_id: &str) -> bool {
         let Some(query) = provider_id
             .strip_prefix("self_hosted/")
             .and_then(|r| r.split_once('?'))
             .map(|(_, q)| q)
         else {
-            return;
+            return false;
         };
         let mut urls = Vec::new();
         let mut domain = None;
@@ -209,14 +210,14 @@ impl NatsCap {
             }
         }
         if urls.is_empty() {
-            return;
+            return false;
         }
         let mut brokers = self.brokers.write().expect("brokers");
         let saved = self.restored.write().expect("restored").remove(name);
         if let Some(known) = brokers.get(name)
             && (!saved || (known.urls == urls && known.domain == domain))
         {
-            return; // learned in this process, or saved at this very endpoint: keep it
+            return false; // learned in this process, or saved at this very endpoint: keep it
         }
         for u in &urls {
             self.grant(u);
@@ -229,6 +230,7 @@ impl NatsCap {
                 domain,
             },
         );
+        true
     }
 
     pub fn forget_broker(&self, name: &str) {

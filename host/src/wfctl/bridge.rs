@@ -268,9 +268,7 @@ impl Bridge {
     /// destroy, read or check what an earlier one created.
     pub async fn learn_refs(&self, refs: &[wit::ResourceRef]) {
         for r in refs.iter().filter(|r| r.resource_type == BROKER) {
-            let before = self.caps.nats.brokers();
-            self.caps.nats.learn_from_id(&r.name, &r.provider_id);
-            if self.caps.nats.brokers() != before {
+            if self.caps.nats.learn_from_id(&r.name, &r.provider_id) {
                 self.save_brokers();
             }
             if self.caps.nats.knows(&r.name) {
