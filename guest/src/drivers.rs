@@ -1,7 +1,7 @@
-//! Resource type -> driver. Brokers go to their deploy target; streams and consumers to
-//! their bus.
+//! Resource type -> driver. Brokers go to their deploy target (a Kafka cluster to its bus);
+//! streams and consumers to the bus of their broker (`buses`).
 
-use crate::buses::nats::{consumer, stream};
+use crate::buses::{self, kafka};
 use crate::config::broker;
 use crate::error::{Error, Result};
 use crate::model::{BROKER, CONSUMER, Change, Output, Ref, STREAM, Spec};
@@ -20,12 +20,12 @@ fn broker_cfg(spec: &Spec) -> Result<broker::BrokerCfg> {
 pub fn create(spec: &Spec) -> Result<Output> {
     match spec.rtype.as_str() {
         BROKER => match broker_cfg(spec)? {
+            c if c.provider == kafka::BUS.name => kafka::cluster::create(spec, &c),
             c if c.deploy_target == digitalocean::TARGET => digitalocean::create(spec),
             c if c.deploy_target == kubernetes::TARGET => kubernetes::create(spec),
             c => self_hosted::create(spec, &c),
         },
-        STREAM => stream::create(spec),
-        CONSUMER => consumer::create(spec),
+        STREAM | CONSUMER => buses::create(spec),
         t => Err(unknown(t)),
     }
 }
@@ -41,11 +41,11 @@ pub fn read(r: &Ref) -> Result<Output> {
         )));
     }
     match r.rtype.as_str() {
+        BROKER if kafka::cluster::owns(&r.provider_id) => kafka::cluster::read(r),
         BROKER if digitalocean::owns(&r.provider_id) => digitalocean::read(r),
         BROKER if kubernetes::owns(&r.provider_id) => kubernetes::read(r),
         BROKER => self_hosted::read(r),
-        STREAM => stream::read(r),
-        CONSUMER => consumer::read(r),
+        STREAM | CONSUMER => buses::read(r),
         t => Err(unknown(t)),
     }
 }
@@ -53,23 +53,23 @@ pub fn read(r: &Ref) -> Result<Output> {
 pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
     match r.rtype.as_str() {
         BROKER => match broker_cfg(spec)? {
+            c if c.provider == kafka::BUS.name => kafka::cluster::create(spec, &c),
             c if c.deploy_target == digitalocean::TARGET => digitalocean::update(r, spec),
             c if c.deploy_target == kubernetes::TARGET => kubernetes::update(r, spec),
             c => self_hosted::update(spec, &c),
         },
-        STREAM => stream::update(r, spec),
-        CONSUMER => consumer::update(r, spec),
+        STREAM | CONSUMER => buses::update(r, spec),
         t => Err(unknown(t)),
     }
 }
 
 pub fn delete(r: &Ref) -> Result<()> {
     match r.rtype.as_str() {
+        BROKER if kafka::cluster::owns(&r.provider_id) => kafka::cluster::delete(r),
         BROKER if digitalocean::owns(&r.provider_id) => digitalocean::delete(r),
         BROKER if kubernetes::owns(&r.provider_id) => kubernetes::delete(r),
         BROKER => self_hosted::delete(r),
-        STREAM => stream::delete(r),
-        CONSUMER => consumer::delete(r),
+        STREAM | CONSUMER => buses::delete(r),
         t => Err(unknown(t)),
     }
 }
@@ -77,11 +77,11 @@ pub fn delete(r: &Ref) -> Result<()> {
 /// Desired spec against current outputs, without touching the server.
 pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     match spec.rtype.as_str() {
+        BROKER if kafka::cluster::targets(spec) => kafka::cluster::diff(spec, current),
         BROKER if digitalocean::targets(spec) => digitalocean::diff(spec, current),
         BROKER if kubernetes::targets(spec) => kubernetes::diff(spec, current),
         BROKER => self_hosted::diff(spec, current),
-        STREAM => stream::diff_output(spec, current),
-        CONSUMER => consumer::diff_output(spec, current),
+        STREAM | CONSUMER => buses::diff(spec, current),
         t => Err(unknown(t)),
     }
 }

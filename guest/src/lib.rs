@@ -255,7 +255,8 @@ impl wprov::Guest for Component {
             .into_iter()
             .map(state_in)
             .collect::<Result<Vec<_>, _>>()?;
-        let actions = plan::plan(&desired, &current)?;
+        let mut actions = plan::plan(&desired, &current)?;
+        buses::preflight(&mut actions)?;
         Ok(wit::IacPlan {
             id: String::new(),
             actions: actions.into_iter().map(action_out).collect(),

@@ -1,9 +1,8 @@
 //! Plans: validate every resource and their references, diff against current state, and
 //! order the actions (creates and updates by dependency; deletes in reverse, last).
 
-use crate::buses::nats::rules::Version;
-use crate::buses::nats::{consumer as nats_consumer, stream as nats_stream};
-use crate::buses::nats::{consumer_config as consumer, stream_config as stream};
+use crate::buses::nats::stream_config as nats_stream_config;
+use crate::buses::{self, Bus};
 use crate::config::broker;
 use crate::drivers;
 use crate::error::{Error, FieldDiag, Result};
@@ -24,210 +23,25 @@ fn rank(rtype: &str) -> u8 {
 
 /// Validates the desired resources together and returns them resolved: `broker_ref` filled
 /// in for streams and consumers, and `depends_on` holding every dependency (implicit ones
-/// too), in dependency order.
+/// too), in dependency order. Each stream and consumer is read by the bus of its broker.
 pub fn resolve(desired: &[Spec], current: &[State]) -> Result<Vec<Spec>> {
-    let mut diags: Vec<FieldDiag> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for s in desired {
-        if !seen.insert(s.name.as_str()) {
-            diags.push(FieldDiag::new(
-                &s.name,
-                "name",
-                "two resources have this name",
-                "give every module a unique name",
-            ));
-        }
-        if !RESOURCE_TYPES.contains(&s.rtype.as_str()) {
-            diags.push(FieldDiag::new(
-                &s.name,
-                "type",
-                format!("{:?} is not served by the eventbus provider", s.rtype),
-                format!("use one of {}", RESOURCE_TYPES.join(", ")),
-            ));
+    let mut diags = check_names(desired);
+    let brokers = Brokers::new(desired, current);
+    let mut resolved: Vec<Spec> = desired
+        .iter()
+        .map(|s| Spec {
+            depends_on: vec![],
+            ..s.clone()
+        })
+        .collect();
+    for s in desired.iter().filter(|s| s.rtype == BROKER) {
+        if let Err(d) = broker::parse(&s.name, &s.config) {
+            diags.extend(d);
         }
     }
-    let brokers: Vec<&str> = desired
-        .iter()
-        .filter(|s| s.rtype == BROKER)
-        .map(|s| s.name.as_str())
-        .collect();
-    let known_brokers: BTreeSet<&str> = brokers
-        .iter()
-        .copied()
-        .chain(
-            current
-                .iter()
-                .filter(|s| s.rtype == BROKER)
-                .map(|s| s.name.as_str()),
-        )
-        .collect();
-    let default_broker = if known_brokers.len() == 1 {
-        known_brokers.iter().next().copied()
-    } else {
-        None
-    };
-    let mut resolved: Vec<Spec> = Vec::new();
-    // stream name -> (resource, broker, subjects)
-    let mut streams: HashMap<String, (String, String, Vec<String>)> = HashMap::new();
-    let pick_broker =
-        |diags: &mut Vec<FieldDiag>, s: &Spec, given: Option<String>| -> Option<String> {
-            match given {
-                Some(b) if known_brokers.contains(b.as_str()) => Some(b),
-                Some(b) => {
-                    let list: Vec<&str> = known_brokers.iter().copied().collect();
-                    diags.push(FieldDiag::new(
-                        &s.name,
-                        "config.broker_ref",
-                        format!("names broker {b:?}, which no infra.eventbus resource declares"),
-                        if list.is_empty() {
-                            "declare an infra.eventbus module with that name".to_string()
-                        } else {
-                            format!("use one of: {}", list.join(", "))
-                        },
-                    ));
-                    None
-                }
-                None => match default_broker {
-                    Some(b) => Some(b.to_string()),
-                    None if known_brokers.is_empty() => {
-                        diags.push(FieldDiag::new(
-                            &s.name,
-                            "config.broker_ref",
-                            "no broker is declared",
-                            "declare an infra.eventbus module and name it in broker_ref",
-                        ));
-                        None
-                    }
-                    None => {
-                        diags.push(FieldDiag::new(
-                            &s.name,
-                            "config.broker_ref",
-                            "several brokers are declared, so this resource must name one",
-                            "set broker_ref to the broker module's name",
-                        ));
-                        None
-                    }
-                },
-            }
-        };
-    // Streams declared at all, valid or not: a consumer of an invalid stream is not also wrong.
-    let declared_streams: BTreeSet<&str> = desired
-        .iter()
-        .filter(|s| s.rtype == STREAM)
-        .filter_map(|s| s.config.get("name").and_then(Value::as_str))
-        .collect();
-    let mut parsed_consumers = Vec::new();
-    for s in desired {
-        let mut r = s.clone();
-        let mut deps: Vec<String> = Vec::new();
-        match s.rtype.as_str() {
-            BROKER => {
-                if let Err(d) = broker::parse(&s.name, &s.config) {
-                    diags.extend(d);
-                }
-            }
-            STREAM => match stream::parse(&s.name, &s.config) {
-                Ok(c) => {
-                    if let Some(b) = pick_broker(&mut diags, s, c.broker_ref.clone()) {
-                        r.config.insert("broker_ref".into(), json!(b));
-                        if brokers.contains(&b.as_str()) {
-                            deps.push(b.clone());
-                        }
-                        let subjects: Vec<String> = c
-                            .wire
-                            .get("subjects")
-                            .and_then(Value::as_array)
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|v| v.as_str().map(String::from))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        for (other, (res, ob, os)) in &streams {
-                            if *ob != b {
-                                continue;
-                            }
-                            if *other == c.name {
-                                diags.push(FieldDiag::new(
-                                    &s.name,
-                                    "config.name",
-                                    format!("stream {other} is also declared by {res}"),
-                                    "give each stream resource its own name",
-                                ));
-                            } else if let Some((x, y)) = subjects
-                                .iter()
-                                .flat_map(|x| os.iter().map(move |y| (x, y)))
-                                .find(|(x, y)| stream::subjects_overlap(x, y))
-                            {
-                                diags.push(FieldDiag::new(&s.name, "config.subjects", format!("{x:?} overlaps {y:?} of stream {other} ({res}); the server refuses overlapping streams"), "make the subjects disjoint"));
-                            }
-                        }
-                        streams.insert(c.name.clone(), (s.name.clone(), b, subjects));
-                    }
-                }
-                Err(d) => diags.extend(d),
-            },
-            CONSUMER => match consumer::parse(&s.name, &s.config) {
-                Ok(c) => parsed_consumers.push((resolved.len(), c)),
-                Err(d) => diags.extend(d),
-            },
-            _ => {}
-        }
-        r.depends_on = deps;
-        resolved.push(r);
-    }
-    let mut consumer_names = BTreeSet::new();
-    for (i, c) in parsed_consumers {
-        let s = &desired[i];
-        match streams.get(&c.stream_name) {
-            Some((res, b, _)) => {
-                if let Some(given) = &c.broker_ref
-                    && given != b
-                {
-                    diags.push(FieldDiag::new(
-                        &s.name,
-                        "config.broker_ref",
-                        format!("stream {} lives on broker {b}, not {given}", c.stream_name),
-                        format!("set broker_ref: {b} or remove it"),
-                    ));
-                }
-                resolved[i].config.insert("broker_ref".into(), json!(b));
-                resolved[i].depends_on.push(res.clone());
-            }
-            None if declared_streams.contains(c.stream_name.as_str()) => {}
-            None => {
-                let declared: Vec<&str> = streams.keys().map(String::as_str).collect();
-                diags.push(FieldDiag::new(
-                    &s.name,
-                    "config.stream_name",
-                    format!(
-                        "names stream {:?}, which no infra.eventbus.stream resource declares",
-                        c.stream_name
-                    ),
-                    if declared.is_empty() {
-                        "declare the stream as an infra.eventbus.stream module".to_string()
-                    } else {
-                        format!(
-                            "use a declared stream ({}) or declare {}",
-                            declared.join(", "),
-                            c.stream_name
-                        )
-                    },
-                ));
-            }
-        }
-        if !consumer_names.insert((c.stream_name.clone(), c.name.clone())) {
-            diags.push(FieldDiag::new(
-                &s.name,
-                "config.name",
-                format!(
-                    "consumer {} on stream {} is declared twice",
-                    c.name, c.stream_name
-                ),
-                "give each consumer resource its own name",
-            ));
-        }
-    }
+    let streams = resolve_streams(desired, &brokers, &mut resolved, &mut diags);
+    resolve_consumers(desired, &brokers, &streams, &mut resolved, &mut diags);
+    let seen: BTreeSet<&str> = desired.iter().map(|s| s.name.as_str()).collect();
     for (i, s) in desired.iter().enumerate() {
         for d in &s.depends_on {
             if !seen.contains(d.as_str()) {
@@ -248,6 +62,273 @@ pub fn resolve(desired: &[Spec], current: &[State]) -> Result<Vec<Spec>> {
         return Err(Error::Validation(diags));
     }
     order(resolved)
+}
+
+/// Unique names, and only the types this provider serves.
+fn check_names(desired: &[Spec]) -> Vec<FieldDiag> {
+    let mut diags = Vec::new();
+    let mut seen = BTreeSet::new();
+    for s in desired {
+        if !seen.insert(s.name.as_str()) {
+            diags.push(FieldDiag::new(
+                &s.name,
+                "name",
+                "two resources have this name",
+                "give every module a unique name",
+            ));
+        }
+        if !RESOURCE_TYPES.contains(&s.rtype.as_str()) {
+            diags.push(FieldDiag::new(
+                &s.name,
+                "type",
+                format!("{:?} is not served by the eventbus provider", s.rtype),
+                format!("use one of {}", RESOURCE_TYPES.join(", ")),
+            ));
+        }
+    }
+    diags
+}
+
+/// The brokers a stream or consumer may name: declared now or recorded, with their bus.
+struct Brokers<'a> {
+    declared: BTreeSet<&'a str>,
+    bus: BTreeMap<&'a str, &'static Bus>,
+}
+
+impl<'a> Brokers<'a> {
+    fn new(desired: &'a [Spec], current: &'a [State]) -> Self {
+        let mut bus = BTreeMap::new();
+        for st in current.iter().filter(|s| s.rtype == BROKER) {
+            bus.insert(
+                st.name.as_str(),
+                buses::by_name(buses::of_outputs(&st.outputs)).unwrap_or(&buses::nats::BUS),
+            );
+        }
+        for s in desired.iter().filter(|s| s.rtype == BROKER) {
+            let named = s
+                .config
+                .get("provider")
+                .and_then(Value::as_str)
+                .and_then(buses::by_name);
+            bus.insert(s.name.as_str(), named.unwrap_or(&buses::nats::BUS));
+        }
+        for (name, b) in &bus {
+            buses::learn(name, b.name);
+        }
+        Brokers {
+            declared: desired
+                .iter()
+                .filter(|s| s.rtype == BROKER)
+                .map(|s| s.name.as_str())
+                .collect(),
+            bus,
+        }
+    }
+
+    /// The broker a resource names (or the only one), with a diagnostic if there is none.
+    fn pick(
+        &self,
+        diags: &mut Vec<FieldDiag>,
+        s: &Spec,
+        given: Option<&str>,
+    ) -> Option<(String, &'static Bus)> {
+        let known: Vec<&str> = self.bus.keys().copied().collect();
+        let name = match given {
+            Some(b) if self.bus.contains_key(b) => b,
+            Some(b) => {
+                diags.push(FieldDiag::new(
+                    &s.name,
+                    "config.broker_ref",
+                    format!("names broker {b:?}, which no infra.eventbus resource declares"),
+                    if known.is_empty() {
+                        "declare an infra.eventbus module with that name".to_string()
+                    } else {
+                        format!("use one of: {}", known.join(", "))
+                    },
+                ));
+                return None;
+            }
+            None => match known.as_slice() {
+                [one] => one,
+                [] => {
+                    diags.push(FieldDiag::new(
+                        &s.name,
+                        "config.broker_ref",
+                        "no broker is declared",
+                        "declare an infra.eventbus module and name it in broker_ref",
+                    ));
+                    return None;
+                }
+                _ => {
+                    diags.push(FieldDiag::new(
+                        &s.name,
+                        "config.broker_ref",
+                        "several brokers are declared, so this resource must name one",
+                        "set broker_ref to the broker module's name",
+                    ));
+                    return None;
+                }
+            },
+        };
+        Some((name.to_string(), self.bus[name]))
+    }
+}
+
+/// A declared stream: its resource, broker, bus and claimed subjects.
+struct Declared {
+    resource: String,
+    broker: String,
+    bus: &'static Bus,
+    subjects: Vec<String>,
+}
+
+fn resolve_streams(
+    desired: &[Spec],
+    brokers: &Brokers,
+    resolved: &mut [Spec],
+    diags: &mut Vec<FieldDiag>,
+) -> HashMap<String, Declared> {
+    let mut streams: HashMap<String, Declared> = HashMap::new();
+    for (i, s) in desired
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.rtype == STREAM)
+    {
+        let given = s.config.get("broker_ref").and_then(Value::as_str);
+        let Some((b, bus)) = brokers.pick(diags, s, given) else {
+            continue;
+        };
+        let c = match (bus.stream.parse)(s) {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                continue;
+            }
+        };
+        resolved[i].config.insert("broker_ref".into(), json!(b));
+        if brokers.declared.contains(b.as_str()) {
+            resolved[i].depends_on.push(b.clone());
+        }
+        for (other, d) in streams.iter().filter(|(_, d)| d.broker == b) {
+            if *other == c.name {
+                diags.push(FieldDiag::new(
+                    &s.name,
+                    "config.name",
+                    format!("stream {other} is also declared by {}", d.resource),
+                    "give each stream resource its own name",
+                ));
+            } else if let Some((x, y)) = c
+                .subjects
+                .iter()
+                .flat_map(|x| d.subjects.iter().map(move |y| (x, y)))
+                .find(|(x, y)| nats_stream_config::subjects_overlap(x, y))
+            {
+                diags.push(FieldDiag::new(&s.name, "config.subjects", format!("{x:?} overlaps {y:?} of stream {other} ({}); the server refuses overlapping streams", d.resource), "make the subjects disjoint"));
+            }
+        }
+        streams.insert(
+            c.name.clone(),
+            Declared {
+                resource: s.name.clone(),
+                broker: b,
+                bus,
+                subjects: c.subjects,
+            },
+        );
+    }
+    streams
+}
+
+fn resolve_consumers(
+    desired: &[Spec],
+    brokers: &Brokers,
+    streams: &HashMap<String, Declared>,
+    resolved: &mut [Spec],
+    diags: &mut Vec<FieldDiag>,
+) {
+    // Streams declared at all, valid or not: a consumer of an invalid stream is not also wrong.
+    let declared: BTreeSet<&str> = desired
+        .iter()
+        .filter(|s| s.rtype == STREAM)
+        .filter_map(|s| s.config.get("name").and_then(Value::as_str))
+        .collect();
+    let mut names = BTreeSet::new();
+    for (i, s) in desired
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.rtype == CONSUMER)
+    {
+        let first = s
+            .config
+            .get("stream_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let given = s.config.get("broker_ref").and_then(Value::as_str);
+        let bus = match streams.get(first) {
+            Some(d) => d.bus,
+            None => match given.and_then(|b| brokers.bus.get(b)) {
+                Some(b) => *b,
+                None => brokers
+                    .bus
+                    .values()
+                    .next()
+                    .copied()
+                    .unwrap_or(&buses::nats::BUS),
+            },
+        };
+        let c = match (bus.consumer.parse)(s) {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                continue;
+            }
+        };
+        for stream in &c.streams {
+            match streams.get(stream) {
+                Some(d) => {
+                    if let Some(g) = &c.broker_ref
+                        && *g != d.broker
+                    {
+                        diags.push(FieldDiag::new(
+                            &s.name,
+                            "config.broker_ref",
+                            format!("stream {stream} lives on broker {}, not {g}", d.broker),
+                            format!("set broker_ref: {} or remove it", d.broker),
+                        ));
+                    }
+                    resolved[i]
+                        .config
+                        .insert("broker_ref".into(), json!(d.broker));
+                    if !resolved[i].depends_on.contains(&d.resource) {
+                        resolved[i].depends_on.push(d.resource.clone());
+                    }
+                }
+                None if declared.contains(stream.as_str()) => {}
+                None => {
+                    let known: Vec<&str> = streams.keys().map(String::as_str).collect();
+                    diags.push(FieldDiag::new(
+                        &s.name,
+                        "config.stream_name",
+                        format!("names stream {stream:?}, which no infra.eventbus.stream resource declares"),
+                        if known.is_empty() {
+                            "declare the stream as an infra.eventbus.stream module".to_string()
+                        } else {
+                            format!("use a declared stream ({}) or declare {stream}", known.join(", "))
+                        },
+                    ));
+                }
+            }
+        }
+        let first = c.streams.first().cloned().unwrap_or_default();
+        if !names.insert((first.clone(), c.name.clone())) {
+            diags.push(FieldDiag::new(
+                &s.name,
+                "config.name",
+                format!("consumer {} on stream {first} is declared twice", c.name),
+                "give each consumer resource its own name",
+            ));
+        }
+    }
 }
 
 /// A broker whose JetStream keeps no files (App Platform with `jetstream.store: memory`)
@@ -368,6 +449,47 @@ fn server_version(spec: &Spec, by_name: &HashMap<&str, &State>) -> Option<String
         })
 }
 
+/// The bus a resolved stream or consumer is on (its broker_ref is filled in by `resolve`).
+fn bus_of(spec: &Spec) -> &'static Bus {
+    buses::for_spec(spec).unwrap_or(&buses::nats::BUS)
+}
+
+/// The entry of a stream's or consumer's bus for it; None for a broker.
+fn kind_of(spec: &Spec) -> Option<KindRef<'static>> {
+    match spec.rtype.as_str() {
+        STREAM => Some(KindRef::Stream(&bus_of(spec).stream)),
+        CONSUMER => Some(KindRef::Consumer(&bus_of(spec).consumer)),
+        _ => None,
+    }
+}
+
+/// A stream's or consumer's entry in its bus, whichever it is.
+enum KindRef<'b> {
+    Stream(&'b buses::Kind<buses::StreamSummary>),
+    Consumer(&'b buses::Kind<buses::ConsumerSummary>),
+}
+
+impl KindRef<'_> {
+    fn check_version(&self, spec: &Spec, server: &str) -> Vec<FieldDiag> {
+        match self {
+            KindRef::Stream(k) => (k.check_version)(spec, server),
+            KindRef::Consumer(k) => (k.check_version)(spec, server),
+        }
+    }
+    fn check_create(&self, spec: &Spec) -> Option<FieldDiag> {
+        match self {
+            KindRef::Stream(k) => (k.check_create)(spec),
+            KindRef::Consumer(k) => (k.check_create)(spec),
+        }
+    }
+    fn replace_note(&self) -> &'static str {
+        match self {
+            KindRef::Stream(k) => k.replace_note,
+            KindRef::Consumer(k) => k.replace_note,
+        }
+    }
+}
+
 /// Fields the broker's server is too old for, caught before anything is changed.
 fn version_diags(specs: &[Spec], by_name: &HashMap<&str, &State>) -> Vec<FieldDiag> {
     let mut out = Vec::new();
@@ -375,13 +497,8 @@ fn version_diags(specs: &[Spec], by_name: &HashMap<&str, &State>) -> Vec<FieldDi
         let Some(server) = server_version(s, by_name) else {
             continue;
         };
-        let Some(v) = Version::parse(&server) else {
-            continue;
-        };
-        match s.rtype.as_str() {
-            STREAM => out.extend(nats_stream::check(s, v, &server)),
-            CONSUMER => out.extend(nats_consumer::check(s, v, &server)),
-            _ => {}
+        if let Some(k) = kind_of(s) {
+            out.extend(k.check_version(s, &server));
         }
     }
     out
@@ -397,85 +514,19 @@ pub fn plan(desired: &[Spec], current: &[State]) -> Result<Vec<Action>> {
     let mut replaced: BTreeSet<String> = BTreeSet::new();
     let mut actions = Vec::new();
     for spec in &specs {
-        let mut notes = Vec::new();
-        let (kind, changes) = match by_name.get(spec.name.as_str()) {
-            None => {
-                if spec.rtype == STREAM {
-                    let sealed = stream::parse(&spec.name, &spec.config)
-                        .ok()
-                        .and_then(|c| stream::sealed_at_create(&spec.name, &c));
-                    if let Some(d) = sealed {
-                        return Err(Error::Validation(vec![d]));
-                    }
-                }
-                if spec.config.get("adopt_existing") == Some(&json!(true)) {
-                    notes.push("adopt_existing: an existing resource of this name is taken over if its config can be updated in place".into());
-                }
-                (Some(ActionKind::Create), vec![])
-            }
-            Some(st) if st.rtype != spec.rtype => (
-                Some(ActionKind::Replace),
-                vec![Change {
-                    path: "type".into(),
-                    old: json!(st.rtype),
-                    new: json!(spec.rtype),
-                    force_new: true,
-                    reason: "the resource type changed".into(),
-                }],
-            ),
-            Some(st) => {
-                let mut changes = drivers::diff(spec, &output_of(st))?;
-                if spec.rtype == CONSUMER && spec.depends_on.iter().any(|d| replaced.contains(d)) {
-                    let stream = spec
-                        .config
-                        .get("stream_name")
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    changes.push(Change {
-                        path: "stream_name".into(),
-                        old: stream.clone(),
-                        new: stream,
-                        force_new: true,
-                        reason: "its stream is replaced, and the server deletes a stream's consumers with it".into(),
-                    });
-                }
-                if changes.iter().any(|c| c.force_new) {
-                    (Some(ActionKind::Replace), changes)
-                } else if !changes.is_empty() {
-                    (Some(ActionKind::Update), changes)
-                } else {
-                    (None, changes)
-                }
-            }
+        let current = by_name.get(spec.name.as_str()).copied();
+        let Some((kind, changes)) = decide(spec, current, &replaced)? else {
+            continue;
         };
-        let Some(kind) = kind else { continue };
-        if matches!(kind, ActionKind::Update | ActionKind::Replace)
-            && spec.rtype == BROKER
-            && spec.config.get("deploy_target").and_then(Value::as_str)
-                == Some("digitalocean.app_platform")
-        {
-            notes.push("App Platform applies this as a new deployment: JetStream data (memory or ephemeral disk) is lost; `apply --refresh` recreates the streams and consumers empty".into());
-        }
         if kind == ActionKind::Replace {
             replaced.insert(spec.name.clone());
-            match spec.rtype.as_str() {
-                CONSUMER => notes.push("replacing a consumer resets its delivery position: acknowledgements, pending and redelivery state are lost".into()),
-                STREAM => notes.push("replacing a stream deletes its messages and its consumers; they are recreated empty".into()),
-                _ => {}
-            }
-            if protected(spec) {
-                notes.push(format!(
-                    "protected: apply refuses this replace unless given --allow-replace {}",
-                    spec.name
-                ));
-            }
         }
         actions.push(Action {
             kind,
+            notes: notes(spec, kind),
             spec: spec.clone(),
-            current: by_name.get(spec.name.as_str()).map(|s| (*s).clone()),
+            current: current.cloned(),
             changes,
-            notes,
         });
     }
     let desired_names: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
@@ -483,33 +534,108 @@ pub fn plan(desired: &[Spec], current: &[State]) -> Result<Vec<Action>> {
         .iter()
         .filter(|s| !desired_names.contains(s.name.as_str()))
         .collect();
-    for st in delete_order(&gone) {
-        let spec = Spec {
-            name: st.name.clone(),
-            rtype: st.rtype.clone(),
-            config: st.applied_config.clone(),
-            size: String::new(),
-            depends_on: st.dependencies.clone(),
+    actions.extend(delete_order(&gone).into_iter().map(delete_action));
+    Ok(actions)
+}
+
+/// Create, update, replace or nothing, with the changes that decide it.
+fn decide(
+    spec: &Spec,
+    current: Option<&State>,
+    replaced: &BTreeSet<String>,
+) -> Result<Option<(ActionKind, Vec<Change>)>> {
+    let Some(st) = current else {
+        if let Some(d) = kind_of(spec).and_then(|k| k.check_create(spec)) {
+            return Err(Error::Validation(vec![d]));
+        }
+        return Ok(Some((ActionKind::Create, vec![])));
+    };
+    if st.rtype != spec.rtype {
+        let c = Change {
+            path: "type".into(),
+            old: json!(st.rtype),
+            new: json!(spec.rtype),
+            force_new: true,
+            reason: "the resource type changed".into(),
         };
-        let mut notes = Vec::new();
-        if protected(&spec) {
-            notes.push(format!(
-                "protected: apply refuses this delete unless given --allow-replace {}",
-                st.name
-            ));
-        }
-        if st.rtype == CONSUMER {
-            notes.push("deleting a consumer discards its delivery position".into());
-        }
-        actions.push(Action {
-            kind: ActionKind::Delete,
-            spec,
-            current: Some(st.clone()),
-            changes: vec![],
-            notes,
+        return Ok(Some((ActionKind::Replace, vec![c])));
+    }
+    let mut changes = drivers::diff(spec, &output_of(st))?;
+    if spec.rtype == CONSUMER && spec.depends_on.iter().any(|d| replaced.contains(d)) {
+        let stream = spec
+            .config
+            .get("stream_name")
+            .cloned()
+            .unwrap_or(Value::Null);
+        changes.push(Change {
+            path: "stream_name".into(),
+            old: stream.clone(),
+            new: stream,
+            force_new: true,
+            reason: "its stream is replaced, and a stream's consumers go with it".into(),
         });
     }
-    Ok(actions)
+    Ok(if changes.iter().any(|c| c.force_new) {
+        Some((ActionKind::Replace, changes))
+    } else if !changes.is_empty() {
+        Some((ActionKind::Update, changes))
+    } else {
+        None
+    })
+}
+
+/// What a reviewer should know about an action: what a replace loses, guards that apply.
+fn notes(spec: &Spec, kind: ActionKind) -> Vec<String> {
+    let mut notes = Vec::new();
+    if kind == ActionKind::Create && spec.config.get("adopt_existing") == Some(&json!(true)) {
+        notes.push("adopt_existing: an existing resource of this name is taken over if its config can be updated in place".into());
+    }
+    if matches!(kind, ActionKind::Update | ActionKind::Replace)
+        && spec.rtype == BROKER
+        && spec.config.get("deploy_target").and_then(Value::as_str)
+            == Some("digitalocean.app_platform")
+    {
+        notes.push("App Platform applies this as a new deployment: JetStream data (memory or ephemeral disk) is lost; `apply --refresh` recreates the streams and consumers empty".into());
+    }
+    if kind == ActionKind::Replace {
+        if let Some(k) = kind_of(spec) {
+            notes.push(k.replace_note().into());
+        }
+        if protected(spec) {
+            notes.push(format!(
+                "protected: apply refuses this replace unless given --allow-replace {}",
+                spec.name
+            ));
+        }
+    }
+    notes
+}
+
+fn delete_action(st: &State) -> Action {
+    let spec = Spec {
+        name: st.name.clone(),
+        rtype: st.rtype.clone(),
+        config: st.applied_config.clone(),
+        size: String::new(),
+        depends_on: st.dependencies.clone(),
+    };
+    let mut notes = Vec::new();
+    if protected(&spec) {
+        notes.push(format!(
+            "protected: apply refuses this delete unless given --allow-replace {}",
+            st.name
+        ));
+    }
+    if st.rtype == CONSUMER {
+        notes.push("deleting a consumer discards its delivery position".into());
+    }
+    Action {
+        kind: ActionKind::Delete,
+        spec,
+        current: Some(st.clone()),
+        changes: vec![],
+        notes,
+    }
 }
 
 /// Dependents first: consumers, then streams, then brokers, honouring recorded dependencies.

@@ -1,7 +1,7 @@
 //! Provider-level operations: capabilities, status, drift, destroy, import, sizing, schema.
 
-use crate::buses::nats::{self, consumer, stream};
-use crate::config::{self, broker};
+use crate::buses::{self, BUSES};
+use crate::config::broker;
 use crate::drivers;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -134,36 +134,17 @@ pub fn import(provider_id: &str, rtype: &str) -> Result<State> {
         rtype: rtype.into(),
         provider_id: provider_id.into(),
     })?;
-    let live = out
-        .outputs
-        .get("config")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mut applied = match rtype {
-        STREAM => nats::to_user(nats::stream_config::FIELDS, &live),
-        CONSUMER => {
-            let mut c = nats::to_user(nats::consumer_config::FIELDS, &live);
-            c.insert(
-                "stream_name".into(),
-                out.outputs
-                    .get("stream_name")
-                    .cloned()
-                    .unwrap_or(Value::Null),
-            );
-            c
-        }
-        _ => {
-            return Err(Error::Unimplemented(format!(
-                "import of {rtype}: declare the broker instead; create adopts it"
-            )));
-        }
-    };
+    if rtype != STREAM && rtype != CONSUMER {
+        return Err(Error::Unimplemented(format!(
+            "import of {rtype}: declare the broker instead; create adopts it"
+        )));
+    }
+    let bus = buses::by_name(buses::of_outputs(&out.outputs)).unwrap_or(&buses::nats::BUS);
+    let mut applied = buses::to_user(bus, rtype, &out);
     applied.insert(
         "broker_ref".into(),
         out.outputs.get("broker").cloned().unwrap_or(Value::Null),
     );
-    let _ = (stream::parse_id, consumer::parse_id);
     Ok(State {
         name,
         rtype: rtype.into(),
@@ -208,28 +189,32 @@ pub fn resolve_sizing(rtype: &str, size: &str) -> Result<(String, Json)> {
     ))
 }
 
+/// A stream's and a consumer's schema depend on the bus of their broker: one per bus, under
+/// `anyOf`, each titled with its bus (`eventbus schema TYPE --bus kafka` picks one).
 pub fn schema(rtype: &str) -> Result<Value> {
     match rtype {
-        STREAM => {
-            let extra = json!({"broker_ref": {"type": "string", "description": "the infra.eventbus module this stream lives on"}});
-            Ok(config::schema(
-                STREAM,
-                nats::stream_config::FIELDS,
-                &["name", "subjects"],
-                extra.as_object().cloned().unwrap_or_default(),
-            ))
-        }
-        CONSUMER => {
-            let extra = json!({
-                "broker_ref": {"type": "string", "description": "defaults to the stream's broker"},
-                "stream_name": {"type": "string", "description": "the JetStream name of the stream"}
-            });
-            Ok(config::schema(
-                CONSUMER,
-                nats::consumer_config::FIELDS,
-                &["name", "stream_name"],
-                extra.as_object().cloned().unwrap_or_default(),
-            ))
+        STREAM | CONSUMER => {
+            let each: Vec<Value> = BUSES
+                .iter()
+                .map(|b| {
+                    let mut s = if rtype == STREAM {
+                        (b.stream.schema)()
+                    } else {
+                        (b.consumer.schema)()
+                    };
+                    if let Some(o) = s.as_object_mut() {
+                        o.remove("$schema");
+                        o.insert("x-bus".into(), json!(b.name));
+                    }
+                    s
+                })
+                .collect();
+            Ok(json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "title": rtype,
+                "description": "the config depends on the bus of the broker it references (broker_ref): one schema per bus",
+                "anyOf": each,
+            }))
         }
         BROKER => Ok(json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -243,6 +228,9 @@ pub fn schema(rtype: &str) -> Result<Value> {
                 "provider": {"enum": broker::PROVIDERS},
                 "deploy_target": {"enum": broker::TARGETS},
                 "url": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}], "description": "NATS URL(s) of a self_hosted broker"},
+                "bootstrap_servers": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}], "description": "host:port of a self_hosted Kafka cluster's brokers"},
+                "security_protocol": {"enum": buses::kafka::cluster::PROTOCOLS, "default": "PLAINTEXT", "description": "Kafka"},
+                "sasl_mechanism": {"enum": buses::kafka::cluster::MECHANISMS, "description": "Kafka, with SASL_PLAINTEXT or SASL_SSL"},
                 "urls": {"type": "array", "items": {"type": "string"}},
                 "domain": {"type": "string", "description": "JetStream domain"},
                 "version": {"type": "string", "default": "2.10"},

@@ -1,4 +1,219 @@
-//! Buses: how streams and consumers are made on each message system.
-//! Only NATS JetStream exists today; Kafka and Kinesis will be siblings of `nats/`.
+//! Buses: how streams and consumers are made on each message system. Each bus is a folder
+//! (`nats/`, `kafka/`) that holds its field tables, its update-versus-replace rules and its
+//! drivers, and describes itself with one [`Bus`] value; [`BUSES`] lists them. A stream or
+//! consumer goes to the bus of the broker it references, decided here and only here.
 
+pub mod kafka;
 pub mod nats;
+
+use crate::bindings::eventbus::iac::brokers;
+use crate::error::{Error, FieldDiag, Result};
+use crate::model::{Change, Json, Output, Ref, STREAM, Spec};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Every bus this provider serves. Adding one is its folder plus a line here.
+pub const BUSES: &[&Bus] = &[&nats::BUS, &kafka::BUS];
+
+/// The bus of a broker whose outputs or config do not say (state written before Kafka).
+pub const DEFAULT_BUS: &str = "nats";
+
+/// What plan needs to know of a stream before any server is asked.
+#[derive(Debug, Clone, Default)]
+pub struct StreamSummary {
+    /// The server-side name (JetStream stream, Kafka topic).
+    pub name: String,
+    pub broker_ref: Option<String>,
+    /// Subjects the stream claims (NATS); two streams on a broker must not overlap.
+    pub subjects: Vec<String>,
+}
+
+/// What plan needs to know of a consumer before any server is asked.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerSummary {
+    pub name: String,
+    /// The streams (topics) it reads; the first is the one it is recorded under.
+    pub streams: Vec<String>,
+    pub broker_ref: Option<String>,
+}
+
+/// One resource kind (stream or consumer) on one bus.
+pub struct Kind<S> {
+    pub parse: fn(&Spec) -> std::result::Result<S, Vec<FieldDiag>>,
+    pub create: fn(&Spec) -> Result<Output>,
+    pub read: fn(&Ref) -> Result<Output>,
+    pub update: fn(&Ref, &Spec) -> Result<Output>,
+    pub delete: fn(&Ref) -> Result<()>,
+    /// Desired spec against recorded outputs, without asking the server.
+    pub diff: fn(&Spec, &Output) -> Result<Vec<Change>>,
+    /// Fields the server version recorded for this resource or its broker does not know.
+    pub check_version: fn(&Spec, &str) -> Vec<FieldDiag>,
+    /// What a create would be refused for, found without a server.
+    pub check_create: fn(&Spec) -> Option<FieldDiag>,
+    /// The plan's note for a replace: what is lost.
+    pub replace_note: &'static str,
+    /// JSON Schema of the config.
+    pub schema: fn() -> Value,
+    /// A server config turned back into the user's keys, for import.
+    pub to_user: fn(&Output) -> Json,
+}
+
+pub struct Bus {
+    /// The broker's `provider`: nats, kafka.
+    pub name: &'static str,
+    pub stream: Kind<StreamSummary>,
+    pub consumer: Kind<ConsumerSummary>,
+    /// Asks the server whether it would accept a planned create or update without changing
+    /// anything (Kafka's validate_only). Notes for the plan, or the server's refusal.
+    pub preflight: fn(&crate::model::Action) -> Result<Vec<String>>,
+}
+
+pub fn by_name(name: &str) -> Option<&'static Bus> {
+    BUSES.iter().copied().find(|b| b.name == name)
+}
+
+thread_local! {
+    /// Brokers' buses learned from this call's own specs and state, before the host knows them.
+    static KNOWN: RefCell<HashMap<String, &'static str>> = RefCell::new(HashMap::new());
+}
+
+/// Remembers a broker's bus (from a desired broker's `provider` or a recorded broker's
+/// outputs), for the calls that follow in this instance.
+pub fn learn(broker: &str, bus: &str) {
+    if let Some(b) = by_name(bus) {
+        KNOWN.with(|k| k.borrow_mut().insert(broker.to_string(), b.name));
+    }
+}
+
+/// The bus a recorded broker's outputs name; `nats` for state written before there was a choice.
+pub fn of_outputs(outputs: &Json) -> &'static str {
+    outputs
+        .get("bus")
+        .or_else(|| outputs.get("provider"))
+        .and_then(Value::as_str)
+        .and_then(by_name)
+        .map_or(DEFAULT_BUS, |b| b.name)
+}
+
+/// The bus of the broker named `broker` ("" = the only one): learned in this instance, else
+/// as the host knows it.
+pub fn of_broker(broker: &str) -> Result<&'static Bus> {
+    if let Some(b) = KNOWN.with(|k| k.borrow().get(broker).copied()) {
+        return Ok(by_name(b).unwrap_or(&nats::BUS));
+    }
+    match brokers::bus(broker) {
+        Ok(name) => by_name(&name).ok_or_else(|| {
+            Error::Internal(format!(
+                "broker {broker:?} runs {name:?}, a bus this provider does not serve"
+            ))
+        }),
+        // A broker the host has never seen: NATS keeps its old error paths (it names the grant).
+        Err(_) => Ok(&nats::BUS),
+    }
+}
+
+/// The broker a spec references (`broker_ref`, which plan fills in), "" for the default.
+fn broker_of_spec(spec: &Spec) -> &str {
+    spec.config
+        .get("broker_ref")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// The broker part of a stream's or consumer's provider id (`BROKER/...`).
+fn broker_of_id(provider_id: &str) -> &str {
+    provider_id.split_once('/').map_or("", |(b, _)| b)
+}
+
+pub fn for_spec(spec: &Spec) -> Result<&'static Bus> {
+    of_broker(broker_of_spec(spec))
+}
+
+pub fn for_ref(r: &Ref) -> Result<&'static Bus> {
+    of_broker(broker_of_id(&r.provider_id))
+}
+
+/// The driver calls for a stream or consumer, routed to its bus.
+pub fn create(spec: &Spec) -> Result<Output> {
+    let bus = for_spec(spec)?;
+    if spec.rtype == STREAM {
+        (bus.stream.create)(spec)
+    } else {
+        (bus.consumer.create)(spec)
+    }
+}
+
+pub fn read(r: &Ref) -> Result<Output> {
+    let bus = for_ref(r)?;
+    if r.rtype == STREAM {
+        (bus.stream.read)(r)
+    } else {
+        (bus.consumer.read)(r)
+    }
+}
+
+pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
+    let bus = for_spec(spec)?;
+    if spec.rtype == STREAM {
+        (bus.stream.update)(r, spec)
+    } else {
+        (bus.consumer.update)(r, spec)
+    }
+}
+
+pub fn delete(r: &Ref) -> Result<()> {
+    let bus = for_ref(r)?;
+    if r.rtype == STREAM {
+        (bus.stream.delete)(r)
+    } else {
+        (bus.consumer.delete)(r)
+    }
+}
+
+pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
+    let bus = match broker_of_spec(spec) {
+        "" => for_ref(&Ref {
+            name: current.name.clone(),
+            rtype: current.rtype.clone(),
+            provider_id: current.provider_id.clone(),
+        })?,
+        b => of_broker(b)?,
+    };
+    if spec.rtype == STREAM {
+        (bus.stream.diff)(spec, current)
+    } else {
+        (bus.consumer.diff)(spec, current)
+    }
+}
+
+pub fn to_user(bus: &Bus, rtype: &str, out: &Output) -> Json {
+    if rtype == STREAM {
+        (bus.stream.to_user)(out)
+    } else {
+        (bus.consumer.to_user)(out)
+    }
+}
+
+/// Asks each planned stream's and consumer's server whether it would accept the change,
+/// where its bus can ask without changing anything; the answers become notes.
+pub fn preflight(actions: &mut [crate::model::Action]) -> Result<()> {
+    for a in actions
+        .iter_mut()
+        .filter(|a| a.spec.rtype != crate::model::BROKER)
+    {
+        let bus = for_spec(&a.spec)?;
+        let notes = (bus.preflight)(a)?;
+        a.notes.extend(notes);
+    }
+    Ok(())
+}
+
+/// No server to ask: nothing to add.
+pub fn no_preflight(_: &crate::model::Action) -> Result<Vec<String>> {
+    Ok(vec![])
+}
+
+pub fn nothing_at_create(_: &Spec) -> Option<FieldDiag> {
+    None
+}

@@ -1,6 +1,7 @@
 //! `infra.eventbus`: a broker. `provider` picks the bus, `deploy_target` where it runs.
 
 use super::{Common, Fields, read_common};
+use crate::buses::kafka::cluster::{self as kafka_cluster, KafkaCfg};
 use crate::error::FieldDiag;
 use crate::model::Json;
 use serde_json::{Value, json};
@@ -21,6 +22,7 @@ pub const IMPLEMENTED: &[(&str, &str)] = &[
     ("nats", "self_hosted"),
     ("nats", "digitalocean.app_platform"),
     ("nats", "kubernetes"),
+    ("kafka", "self_hosted"),
 ];
 /// The pairs the original plugin allowed.
 const ALLOWED: &[(&str, &[&str])] = &[
@@ -68,6 +70,8 @@ pub struct BrokerCfg {
     pub common: Common,
     /// Everything that identifies the broker, compared by diff.
     pub identity: Json,
+    /// Where a Kafka cluster is (provider: kafka).
+    pub kafka: Option<KafkaCfg>,
 }
 
 pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>> {
@@ -104,7 +108,7 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
             f.error(
                 "deploy_target",
                 format!("{provider} on {target} is not implemented in this release"),
-                "use deploy_target: self_hosted with the url of an existing NATS server",
+                "use deploy_target: self_hosted with the address of an existing server",
             );
         }
     }
@@ -127,7 +131,7 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
         .str_list("url")
         .or_else(|| f.str_list("urls"))
         .unwrap_or_default();
-    if target == "self_hosted" && urls.is_empty() {
+    if target == "self_hosted" && provider == "nats" && urls.is_empty() {
         f.error(
             "url",
             "is required for a self_hosted broker",
@@ -154,6 +158,8 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
         );
     }
     let credentials = read_credentials(&mut f);
+    let kafka =
+        (provider == "kafka").then(|| kafka_cluster::read_config(&mut f, credentials.as_ref()));
     if let Some(mut js) = f.object("jetstream") {
         let enabled = js.bool("enabled");
         if enabled == Some(false) && provider == "nats" {
@@ -204,6 +210,9 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
         "domain",
         "credentials",
         "jetstream",
+        "bootstrap_servers",
+        "security_protocol",
+        "sasl_mechanism",
         "limits",
         "kafka",
         "kinesis",
@@ -211,13 +220,18 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
     if !diags.is_empty() {
         return Err(diags);
     }
-    let identity = identity(
+    let mut identity = identity(
         &provider,
         &target,
         &urls,
         domain.as_deref(),
         credentials.as_ref(),
     );
+    if let Some(k) = &kafka {
+        identity.remove("urls");
+        identity.remove("domain");
+        kafka_cluster::identity(k, &mut identity);
+    }
     Ok(BrokerCfg {
         provider,
         deploy_target: target,
@@ -227,6 +241,7 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
         version,
         common,
         identity,
+        kafka,
     })
 }
 

@@ -145,6 +145,7 @@ pub fn read(r: &Ref) -> Result<Output> {
         credentials,
         version: String::new(),
         common: Default::default(),
+        kafka: None,
     };
     let mut out = output(&r.name, &c, &js, &info);
     out.provider_id = r.provider_id.clone();

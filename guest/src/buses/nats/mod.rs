@@ -1,6 +1,7 @@
 //! NATS JetStream: streams and consumers over the JSON management API, through the host's
 //! `nats` import (request/reply on `$JS.API.>` only).
 
+mod bus;
 pub mod carry;
 pub mod consumer;
 pub mod consumer_config;
@@ -19,6 +20,8 @@ use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+
+pub use bus::BUS;
 
 const TIMEOUT_MS: u32 = 5_000;
 const ATTEMPTS: u32 = 3;
