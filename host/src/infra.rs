@@ -52,6 +52,9 @@ pub struct Infra {
     pub skipped: Vec<String>,
     /// NATS URLs the operator granted: self_hosted brokers' urls and `allow_nats`.
     pub nats_grants: Vec<String>,
+    /// Kafka bootstrap servers the operator granted: self_hosted Kafka brokers'
+    /// `bootstrap_servers` and `allow_kafka`.
+    pub kafka_grants: Vec<String>,
 }
 
 impl Infra {
@@ -338,6 +341,8 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
                 .collect()
         })
         .unwrap_or_default();
+    let mut kafka_grants =
+        crate::caps::kafka::endpoint::server_list(provider_config.get("allow_kafka"));
     let mut specs = vec![];
     let mut skipped = vec![];
     for m in modules {
@@ -420,7 +425,16 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
         let Value::Object(config) = v else {
             unreachable!()
         };
-        if mtype == "infra.eventbus" && as_str(config.get("deploy_target")) == Some("self_hosted") {
+        if mtype == "infra.eventbus"
+            && as_str(config.get("deploy_target")) == Some("self_hosted")
+            && as_str(config.get("provider")) == Some("kafka")
+        {
+            kafka_grants.extend(crate::caps::kafka::endpoint::server_list(
+                config.get("bootstrap_servers"),
+            ));
+        } else if mtype == "infra.eventbus"
+            && as_str(config.get("deploy_target")) == Some("self_hosted")
+        {
             match config
                 .get("url")
                 .filter(|v| !v.is_null())
@@ -460,6 +474,7 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
         specs,
         skipped,
         nats_grants,
+        kafka_grants,
     })
 }
 
@@ -492,6 +507,22 @@ modules:
         assert!(infra.specs[0].config_json.contains("nats://127.0.0.1:4999"));
         assert_eq!(infra.nats_grants, vec!["nats://127.0.0.1:4999"]);
         assert_eq!(infra.skipped.len(), 1);
+    }
+
+    #[test]
+    fn kafka_bootstrap_servers_are_granted_from_self_hosted_brokers_and_allow_kafka() {
+        let text = "modules:
+  - {name: eventbus, type: iac.provider, config: {provider: eventbus, allow_kafka: ['ops:9092']}}
+  - {name: k, type: infra.eventbus, config: {iac_provider: eventbus, provider: kafka, deploy_target: self_hosted, bootstrap_servers: 'a:9092,b:9093'}}
+  - {name: l, type: infra.eventbus, config: {iac_provider: eventbus, provider: kafka, deploy_target: self_hosted, bootstrap_servers: ['c:9094']}}
+  - {name: m, type: infra.eventbus, config: {iac_provider: eventbus, provider: kafka, deploy_target: kubernetes, bootstrap_servers: ['d:1']}}
+";
+        let infra = parse(Path::new("f.yaml"), text, &SecretStore::default()).unwrap();
+        assert_eq!(
+            infra.kafka_grants,
+            vec!["ops:9092", "a:9092", "b:9093", "c:9094"]
+        );
+        assert!(infra.nats_grants.is_empty());
     }
 
     #[test]

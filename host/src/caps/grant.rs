@@ -5,13 +5,16 @@
 //! exist to change something (`create`, `update`, `delete`, `scale`) and the provider's
 //! `destroy`. A mutating call is further scoped to its own resource: the server-side objects
 //! its spec or provider id names. Each capability asks this grant before it acts (NATS by
-//! operation and object, cloud by method); a denial names the export and the reason.
+//! operation and object, Kafka by API and topic or group, cloud by method); a denial names the
+//! export and the reason. On Kafka a stream is a topic (its config `name`) and a consumer a
+//! consumer group (its `name`) on its topic or topics (`stream_name`, one or a list).
 
 use crate::runtime::wit;
 use serde_json::Value;
 
-/// The JetStream objects a mutating call may change: a stream (and the consumers on it, which
-/// the server deletes with it and which a stream's replacement recreates), or one consumer.
+/// The objects a mutating call may change: a stream (and the consumers on it, which the server
+/// deletes with it and which a stream's replacement recreates), or one consumer; on Kafka a
+/// topic, or one consumer group on a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
     /// The broker resource's name; `None` when the resource names none (its only broker).
@@ -59,7 +62,7 @@ impl CallGrant {
         let mut objects: Vec<Object> = vec![];
         for o in specs
             .iter()
-            .filter_map(|s| of_spec(s))
+            .flat_map(|s| of_spec(s))
             .chain(refs.iter().filter_map(|r| of_ref(r)))
         {
             if !objects.contains(&o) {
@@ -83,8 +86,28 @@ impl CallGrant {
             })
     }
 
+    /// Whether a write to the consumer group `group` is in scope (on `topic`, if the write is
+    /// to its offsets there): only a call for that very consumer, never its stream's call.
+    pub fn may_write_group(&self, broker: &str, group: &str, topic: Option<&str>) -> bool {
+        self.mutates
+            && self.objects.iter().any(|o| {
+                o.broker.as_deref().is_none_or(|b| b == broker)
+                    && o.consumer.as_deref() == Some(group)
+                    && topic.is_none_or(|t| o.stream == t)
+            })
+    }
+
     /// Why a change is refused: the phase, or the scope.
     pub fn refusal(&self, what: &str) -> String {
+        self.refusal_in(what, describe, "no JetStream object")
+    }
+
+    /// [`CallGrant::refusal`] in Kafka's words.
+    pub fn kafka_refusal(&self, what: &str) -> String {
+        self.refusal_in(what, describe_kafka, "no Kafka topic or group")
+    }
+
+    fn refusal_in(&self, what: &str, describe: fn(&Object) -> String, nothing: &str) -> String {
         let export = if self.export.is_empty() {
             "this call"
         } else {
@@ -99,7 +122,7 @@ impl CallGrant {
             format!(
                 "{what} is outside this `{export}` call's resource: it may change only {}",
                 if scope.is_empty() {
-                    "no JetStream object".to_string()
+                    nothing.to_string()
                 } else {
                     scope.join(", ")
                 }
@@ -115,6 +138,13 @@ fn describe(o: &Object) -> String {
     }
 }
 
+fn describe_kafka(o: &Object) -> String {
+    match &o.consumer {
+        Some(c) => format!("consumer group {c} on topic {}", o.stream),
+        None => format!("topic {}", o.stream),
+    }
+}
+
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key)
         .and_then(Value::as_str)
@@ -122,22 +152,40 @@ fn text(v: &Value, key: &str) -> Option<String> {
         .map(String::from)
 }
 
-/// A stream's `name` or a consumer's `stream_name` + `name`, on its `broker_ref`.
-fn of_spec(s: &wit::ResourceSpec) -> Option<Object> {
-    let config: Value = serde_json::from_str(&s.config_json).ok()?;
+/// A stream's `name` or a consumer's `stream_name` (one, or a list of Kafka topics) + `name`,
+/// on its `broker_ref`.
+fn of_spec(s: &wit::ResourceSpec) -> Vec<Object> {
+    let Ok(config) = serde_json::from_str::<Value>(&s.config_json) else {
+        return vec![];
+    };
     let broker = text(&config, "broker_ref");
-    match s.resource_type.as_str() {
-        STREAM => Some(Object {
+    let name = text(&config, "name");
+    match (s.resource_type.as_str(), name) {
+        (STREAM, Some(stream)) => vec![Object {
             broker,
-            stream: text(&config, "name")?,
+            stream,
             consumer: None,
-        }),
-        CONSUMER => Some(Object {
-            broker,
-            stream: text(&config, "stream_name")?,
-            consumer: Some(text(&config, "name")?),
-        }),
-        _ => None,
+        }],
+        (CONSUMER, Some(consumer)) => {
+            let streams: Vec<String> = match config.get("stream_name") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                _ => text(&config, "stream_name").into_iter().collect(),
+            };
+            streams
+                .into_iter()
+                .map(|stream| Object {
+                    broker: broker.clone(),
+                    stream,
+                    consumer: Some(consumer.clone()),
+                })
+                .collect()
+        }
+        _ => vec![],
     }
 }
 
@@ -214,6 +262,29 @@ mod tests {
         assert!(g.may_write("b", "ORDERS", Some("intake")));
         assert!(!g.may_write("b", "ORDERS", Some("other")));
         assert!(!g.may_write("b", "ORDERS", None), "not its stream");
+    }
+
+    #[test]
+    fn a_consumer_call_may_write_its_group_on_its_topics_only() {
+        // A Kafka consumer: its group, on each of its topics; its topics' own calls may not.
+        let s = spec(
+            CONSUMER,
+            serde_json::json!({"name": "billing", "stream_name": ["orders", "refunds"], "broker_ref": "k"}),
+        );
+        let g = CallGrant::mutating(&[&s], &[]);
+        assert!(g.may_write_group("k", "billing", None));
+        assert!(g.may_write_group("k", "billing", Some("refunds")));
+        assert!(!g.may_write_group("k", "billing", Some("payments")));
+        assert!(!g.may_write_group("k", "other", None));
+        assert!(!g.may_write("k", "orders", None), "not its topic");
+        let topic = spec(STREAM, serde_json::json!({"name": "orders"}));
+        let t = CallGrant::mutating(&[&topic], &[]);
+        assert!(!t.may_write_group("k", "billing", Some("orders")));
+        assert!(
+            t.kafka_refusal("DeleteGroups on group \"billing\"")
+                .contains("may change only topic orders")
+        );
+        assert!(!CallGrant::read_only().may_write_group("k", "billing", None));
     }
 
     #[test]

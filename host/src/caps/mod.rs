@@ -1,9 +1,11 @@
 //! The capabilities: the only doors out of the sandbox. One module per WIT import, each
 //! owning its policy check. Every denial is a typed error naming the grant to add.
 
+pub mod brokers;
 pub mod cloud;
 pub mod grant;
 pub mod http;
+pub mod kafka;
 pub mod kube_secrets;
 pub mod log;
 pub mod nats;
@@ -19,6 +21,7 @@ pub use capability_types::CapError;
 /// Everything every store shares: grants, connections, secrets, limits.
 pub struct Caps {
     pub nats: nats::NatsCap,
+    pub kafka: kafka::KafkaCap,
     pub secrets: secrets::SecretStore,
     /// Replaceable after start: under wfctl they arrive with `Initialize`.
     pub cloud: std::sync::RwLock<cloud::CloudCap>,
@@ -31,11 +34,17 @@ impl Caps {
     pub fn new(nats: nats::NatsCap, secrets: secrets::SecretStore, limits: Limits) -> Caps {
         Caps {
             nats,
+            kafka: Default::default(),
             secrets,
             cloud: Default::default(),
             http: Default::default(),
             limits,
         }
+    }
+
+    pub fn with_kafka(mut self, kafka: kafka::KafkaCap) -> Caps {
+        self.kafka = kafka;
+        self
     }
 
     pub fn with_http(self, http: http::HttpCap) -> Caps {

@@ -69,9 +69,7 @@ pub struct BrokerEntry {
 #[derive(Default)]
 pub struct NatsCap {
     grants: RwLock<BTreeSet<String>>,
-    brokers: RwLock<HashMap<String, BrokerEntry>>,
-    /// Brokers known only from an earlier process (`restore_broker`), not yet seen in this one.
-    restored: RwLock<BTreeSet<String>>,
+    brokers: super::brokers::Registry<BrokerEntry>,
     clients: tokio::sync::Mutex<HashMap<String, Client>>,
 }
 
@@ -142,19 +140,11 @@ impl NatsCap {
     }
 
     pub fn knows(&self, name: &str) -> bool {
-        self.brokers.read().expect("brokers").contains_key(name)
+        self.brokers.knows(name)
     }
 
     pub fn broker_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .brokers
-            .read()
-            .expect("brokers")
-            .keys()
-            .cloned()
-            .collect();
-        v.sort();
-        v
+        self.brokers.names()
     }
 
     /// Records a broker from its outputs (`urls`, `domain`, `auth` with secret handles).
@@ -177,11 +167,8 @@ impl NatsCap {
             .and_then(Value::as_str)
             .filter(|d| !d.is_empty())
             .map(String::from);
-        self.restored.write().expect("restored").remove(name);
         self.brokers
-            .write()
-            .expect("brokers")
-            .insert(name.to_string(), BrokerEntry { urls, auth, domain });
+            .insert(name, BrokerEntry { urls, auth, domain });
     }
 
     /// Learns a self-hosted broker from its provider id (`self_hosted/<name>?urls=..[&domain=..]`),
@@ -212,84 +199,39 @@ impl NatsCap {
         if urls.is_empty() {
             return false;
         }
-        let mut brokers = self.brokers.write().expect("brokers");
-        let saved = self.restored.write().expect("restored").remove(name);
-        if let Some(known) = brokers.get(name)
-            && (!saved || (known.urls == urls && known.domain == domain))
-        {
-            return false; // learned in this process, or saved at this very endpoint: keep it
+        let entry = BrokerEntry {
+            urls: urls.clone(),
+            auth: None,
+            domain,
+        };
+        // Learned in this process, or saved at this very endpoint: keep it.
+        if !self.brokers.learn(name, entry, |known, new| {
+            known.urls == new.urls && known.domain == new.domain
+        }) {
+            return false;
         }
         for u in &urls {
             self.grant(u);
         }
-        brokers.insert(
-            name.to_string(),
-            BrokerEntry {
-                urls,
-                auth: None,
-                domain,
-            },
-        );
         true
     }
 
     pub fn forget_broker(&self, name: &str) {
-        self.brokers.write().expect("brokers").remove(name);
+        self.brokers.forget(name);
     }
 
     /// Every known broker, by name.
     pub fn brokers(&self) -> Vec<(String, BrokerEntry)> {
-        let mut v: Vec<(String, BrokerEntry)> = self
-            .brokers
-            .read()
-            .expect("brokers")
-            .iter()
-            .map(|(k, e)| (k.clone(), e.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        self.brokers.all()
     }
 
     /// Records a broker as an earlier process knew it (credentials still as handles).
     pub fn restore_broker(&self, name: &str, entry: BrokerEntry) {
-        self.restored
-            .write()
-            .expect("restored")
-            .insert(name.to_string());
-        self.brokers
-            .write()
-            .expect("brokers")
-            .insert(name.to_string(), entry);
+        self.brokers.restore(name, entry);
     }
 
     fn entry(&self, name: &str) -> Result<(String, BrokerEntry), CapError> {
-        let brokers = self.brokers.read().expect("brokers");
-        if name.is_empty() {
-            return match brokers.len() {
-                1 => Ok(brokers
-                    .iter()
-                    .next()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .expect("one broker")),
-                0 => Err(CapError::Unknown(
-                    "no broker is known to the host yet: apply the infra.eventbus resource first"
-                        .into(),
-                )),
-                _ => Err(CapError::Unknown(format!(
-                    "several brokers are known ({}): name one with broker_ref",
-                    self.broker_names().join(", ")
-                ))),
-            };
-        }
-        brokers
-            .get(name)
-            .map(|e| (name.to_string(), e.clone()))
-            .ok_or_else(|| {
-                CapError::Unknown(format!(
-                    "broker {name:?} is not known to the host (known: {}): apply it first",
-                    self.broker_names().join(", ")
-                ))
-            })
+        self.brokers.entry(name)
     }
 
     async fn connect(

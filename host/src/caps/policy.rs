@@ -4,6 +4,7 @@
 //! tables the Rust host enforces itself, so the two cannot drift apart.
 
 use super::grant::{MUTATING_EXPORTS, READ_ONLY_METHODS};
+use super::kafka::apis::APIS;
 use super::nats::OPERATIONS;
 use serde_json::{Value, json};
 
@@ -11,6 +12,16 @@ pub fn describe() -> Value {
     let ops: Vec<Value> = OPERATIONS
         .iter()
         .map(|o| json!({"verb": o.verb, "names": o.names, "changes": o.changes}))
+        .collect();
+    let kafka_apis: Vec<Value> = APIS
+        .iter()
+        .map(|a| {
+            let mut v = json!({"key": a.key, "name": a.name, "changes": a.changes.as_str()});
+            if !a.rule.is_empty() {
+                v["rule"] = json!(a.rule);
+            }
+            v
+        })
         .collect();
     json!({
         "version": 1,
@@ -20,6 +31,13 @@ pub fn describe() -> Value {
             "subjects": "$JS.API.<verb>[.<stream>[.<consumer>]], or $JS.<domain>.API.... for a broker with a domain; no wildcards",
             "operations": ops,
             "scope": "a change is allowed only on the stream (and its consumers) or the consumer named by the call's spec config (stream: name; consumer: stream_name + name, on broker_ref) or provider id (BROKER/STREAM, BROKER/STREAM/CONSUMER); a broker's calls change no JetStream object",
+        },
+        "kafka": {
+            "endpoints": "bootstrap servers (host:port) in allow_kafka or a self_hosted Kafka broker's bootstrap_servers, brokers in state or produced in this run; the brokers a granted cluster's Metadata advertises",
+            "apis": kafka_apis,
+            "refused": "every other API key: Produce, Fetch, group membership (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), transactions, DeleteRecords, the legacy AlterConfigs, SaslHandshake and SaslAuthenticate (the host authenticates), quotas, SCRAM credentials, UpdateFeatures, inter-broker and KRaft APIs",
+            "scope": "a change (`always`, or `unless validate_only` without it) only in mutating exports, and only on the call's own objects: a topic is a stream spec's config name (or the provider id's STREAM); a group is a consumer spec's name, its topics its stream_name (one or a list); a broker's calls change no topic or group",
+            "bodies": "changing and Metadata requests are decoded (arrays longer than the bytes left, tagged fields and trailing bytes refused) and re-encoded: the server reads what the host checked",
         },
         "cloud": {
             "read_only_methods": READ_ONLY_METHODS,
@@ -52,6 +70,13 @@ mod tests {
             .map(|o| o["verb"].as_str().unwrap())
             .collect();
         assert!(verbs.contains(&"STREAM.CREATE") && !verbs.contains(&"STREAM.PURGE"));
+        let kafka: Vec<&str> = p["kafka"]["apis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        assert!(kafka.contains(&"CreateTopics") && !kafka.contains(&"Produce"));
         assert_eq!(
             p["mutating_exports"],
             json!(["create", "update", "delete", "scale", "destroy"])

@@ -132,7 +132,7 @@ async fn delete(sh: &Shared, r: &wit::ResourceRef) -> Result<std::result::Result
             })?;
             durable(journal).await?;
             if r.resource_type == "infra.eventbus" {
-                sh.pool.rt.caps.nats.forget_broker(&r.name);
+                sh.pool.rt.caps.forget_broker(&r.name);
             }
             Ok(Ok(()))
         }
@@ -159,20 +159,9 @@ async fn create_or_update(
             if a.resource.resource_type == "infra.eventbus" {
                 let outputs = serde_json::from_str(&out.outputs_json).unwrap_or(Value::Null);
                 // The endpoint a broker of this run produced is granted for this run.
-                for u in outputs
-                    .get("urls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                {
-                    sh.pool.rt.caps.nats.grant(u);
-                }
-                sh.pool
-                    .rt
-                    .caps
-                    .nats
-                    .register_broker(&a.resource.name, &outputs);
+                let caps = &sh.pool.rt.caps;
+                caps.grant_broker_outputs(&outputs);
+                caps.register_broker(&a.resource.name, &outputs);
             }
             let journal = {
                 let mut state = sh.state.lock().expect("state");

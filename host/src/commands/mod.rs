@@ -120,18 +120,17 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
         Ok(i) => i,
         Err(d) => return Ok(Opened::Invalid(d)),
     };
-    let nats = NatsCap::default();
+    let caps = Caps::new(NatsCap::default(), secrets, ctx.limits.clone());
     for u in &infra.nats_grants {
-        nats.grant(u);
+        caps.nats.grant(u);
+    }
+    for s in &infra.kafka_grants {
+        caps.kafka.grant(s);
     }
     if let Some(st) = state {
         for r in st.records().iter().filter(|r| r.rtype == "infra.eventbus") {
-            if let Some(urls) = r.outputs.get("urls").and_then(Value::as_array) {
-                for u in urls.iter().filter_map(Value::as_str) {
-                    nats.grant(u);
-                }
-            }
-            nats.register_broker(&r.name, &r.outputs);
+            caps.grant_broker_outputs(&r.outputs);
+            caps.register_broker(&r.name, &r.outputs);
         }
     }
     // Generated credentials live beside the state, never in it.
@@ -140,13 +139,13 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("secrets.json"), |d| d.join("secrets.json"));
-    if let Err(e) = secrets.keep_generated_in(&secrets_file) {
+    if let Err(e) = caps.secrets.keep_generated_in(&secrets_file) {
         return Err(anyhow!(
             "reading the generated secrets in {}: {e}",
             secrets_file.display()
         ));
     }
-    let cloud = match CloudCap::from_config(&infra.provider_config, &secrets) {
+    let cloud = match CloudCap::from_config(&infra.provider_config, &caps.secrets) {
         Ok(c) => c,
         Err(problems) => {
             return Ok(Opened::Invalid(
@@ -165,8 +164,7 @@ pub async fn open(ctx: &Ctx, state: Option<&State>) -> Result<Opened> {
         }
     };
     let caps = Arc::new(
-        Caps::new(nats, secrets, ctx.limits.clone())
-            .with_cloud(cloud)
+        caps.with_cloud(cloud)
             .with_http(crate::caps::http::HttpCap::from_config(
                 &infra.provider_config,
             )),

@@ -23,7 +23,10 @@ pub mod bindings {
         world: "eventbus-provider",
         imports: { default: async | trappable },
         exports: { default: async },
-        with: { "eventbus:iac/nats.connection": crate::caps::nats::ConnHandle },
+        with: {
+            "eventbus:iac/nats.connection": crate::caps::nats::ConnHandle,
+            "eventbus:iac/kafka.connection": crate::caps::kafka::KafkaConn,
+        },
     });
 }
 

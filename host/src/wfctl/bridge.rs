@@ -1,9 +1,11 @@
 //! The session behind the gRPC services: the component loaded once, one instance serialized
 //! behind a mutex (replaced after a trap or a timeout), and what the host must learn from
-//! the traffic because wfctl has no infra.yaml to give it: NATS grants, broker endpoints,
-//! and credentials, which are swapped for secret handles before any config reaches the guest.
+//! the traffic because wfctl has no infra.yaml to give it: NATS and Kafka grants, broker
+//! endpoints, and credentials, which are swapped for secret handles before any config reaches
+//! the guest.
 
 use crate::caps::Caps;
+use crate::caps::kafka::endpoint::server_list;
 use crate::caps::secrets::{SecretStore, lookup_named};
 use crate::runtime::{self, Guest, GuestResult, Runtime, wit};
 use serde_json::{Map, Value};
@@ -113,7 +115,8 @@ impl Bridge {
     }
 
     /// `Initialize`: the iac.provider module's config, credentials swapped for handles and
-    /// `allow_nats` granted, validated by the guest and kept for fresh instances.
+    /// `allow_nats` and `allow_kafka` granted, validated by the guest and kept for fresh
+    /// instances.
     pub async fn initialize(&self, config_json: &str) -> Result<(), Status> {
         let mut cfg = if config_json.trim().is_empty() {
             Map::new()
@@ -138,6 +141,9 @@ impl Bridge {
             for u in url_list(urls) {
                 self.caps.nats.grant(&u);
             }
+        }
+        for s in server_list(cfg.get("allow_kafka")) {
+            self.caps.kafka.grant(&s);
         }
         // Cloud accounts and the HTTP allow-list stay in the host; the guest sees neither.
         let whole = Value::Object(cfg);
@@ -221,7 +227,8 @@ impl Bridge {
     }
 
     /// A desired spec on its way to the guest: credentials swapped for handles, and a
-    /// self-hosted broker's url granted (the operator declared it).
+    /// self-hosted broker's url (NATS) or bootstrap servers (Kafka) granted (the operator
+    /// declared them).
     pub fn prepare_spec(&self, spec: &mut wit::ResourceSpec) -> Result<(), Status> {
         if spec.config_json.trim().is_empty() {
             return Ok(());
@@ -233,9 +240,13 @@ impl Bridge {
             self.swap_credentials(&spec.name, &mut cfg)?;
             spec.config_json = Value::Object(cfg.clone()).to_string();
         }
-        if spec.resource_type == BROKER
-            && cfg.get("deploy_target").and_then(Value::as_str) == Some("self_hosted")
-        {
+        let self_hosted = spec.resource_type == BROKER
+            && cfg.get("deploy_target").and_then(Value::as_str) == Some("self_hosted");
+        if self_hosted && cfg.get("provider").and_then(Value::as_str) == Some("kafka") {
+            for s in server_list(cfg.get("bootstrap_servers")) {
+                self.caps.kafka.grant(&s);
+            }
+        } else if self_hosted {
             for u in cfg
                 .get("url")
                 .filter(|v| !v.is_null())
@@ -256,10 +267,10 @@ impl Bridge {
             return;
         }
         if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(outputs_json)
-            && v.get("urls").is_some()
+            && (v.get("urls").is_some() || crate::caps::brokers::is_kafka(&v))
         {
             tracing::debug!(broker = name, "broker registered");
-            self.caps.nats.register_broker(name, &v);
+            self.caps.register_broker(name, &v);
             self.save_brokers();
         }
     }
@@ -268,10 +279,10 @@ impl Bridge {
     /// destroy, read or check what an earlier one created.
     pub async fn learn_refs(&self, refs: &[wit::ResourceRef]) {
         for r in refs.iter().filter(|r| r.resource_type == BROKER) {
-            if self.caps.nats.learn_from_id(&r.name, &r.provider_id) {
+            if self.caps.learn_broker_id(&r.name, &r.provider_id) {
                 self.save_brokers();
             }
-            if self.caps.nats.knows(&r.name) {
+            if self.caps.knows_broker(&r.name) {
                 continue;
             }
             // A broker on a platform: ask its target (through its cloud account) where it is.
@@ -281,9 +292,7 @@ impl Bridge {
             if let Ok(Ok(out)) = slot.get().read(r).await {
                 drop(slot);
                 if let Ok(v) = serde_json::from_str::<Value>(&out.outputs_json) {
-                    for u in v.get("urls").map(url_list).unwrap_or_default() {
-                        self.caps.nats.grant(&u);
-                    }
+                    self.caps.grant_broker_outputs(&v);
                 }
                 self.learn_broker(&r.name, &r.resource_type, &out.outputs_json);
             }
@@ -292,14 +301,14 @@ impl Bridge {
 
     pub fn forget_broker(&self, name: &str, rtype: &str) {
         if rtype == BROKER {
-            self.caps.nats.forget_broker(name);
+            self.caps.forget_broker(name);
             self.save_brokers();
         }
     }
 
     fn save_brokers(&self) {
         if let Some(saved) = &self.saved {
-            saved.save(&self.caps.nats);
+            saved.save(&self.caps);
         }
     }
 

@@ -214,10 +214,10 @@ async fn run() -> anyhow::Result<()> {
     secrets
         .keep_generated_in(&file)
         .map_err(|e| anyhow::anyhow!("reading generated secrets in {}: {e}", file.display()))?;
-    let nats = NatsCap::default();
+    let caps = Caps::new(NatsCap::default(), secrets, limits_from_env());
     let brokers_file = file.with_file_name("brokers.json");
-    let saved = brokers::SavedBrokers::load(&brokers_file, &nats)?;
-    let caps = Arc::new(Caps::new(nats, secrets, limits_from_env()));
+    let saved = brokers::SavedBrokers::load(&brokers_file, &caps)?;
+    let caps = Arc::new(caps);
     let bridge = Arc::new(Bridge::new(caps, component(), Some(saved)));
 
     let (reporter, health) = tonic_health::server::health_reporter();
