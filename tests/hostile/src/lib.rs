@@ -17,6 +17,8 @@ pub mod bindings {
     });
 }
 
+mod kafka;
+
 use bindings::eventbus::iac::capability_types::CapError;
 use bindings::eventbus::iac::nats::{Auth, Connection, Endpoint};
 use bindings::eventbus::iac::types as wit;
@@ -478,6 +480,8 @@ fn attack(name: &str, p: &Value) -> Result<Value, wit::ProviderError> {
             unreachable!()
         }
         "return-huge" => json!({"blob": "y".repeat(n(p, "len") as usize)}),
+        "kafka" => kafka::kafka(p),
+        "bus" => kafka::bus(p),
         "benign" => json!({"ok": true}),
         other => {
             return Err(wit::ProviderError::Unimplemented(format!(

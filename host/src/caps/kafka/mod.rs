@@ -10,6 +10,10 @@
 
 pub mod apis;
 mod cluster;
+
+/// The wire protocol's types, as this capability frames and decodes them (for hosts and tests
+/// that speak to it).
+pub use kafka_protocol as protocol;
 mod conn;
 pub mod endpoint;
 mod guard;
