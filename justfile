@@ -76,6 +76,13 @@ wfctl-conformance: build
 wfctl-e2e profile="release": build
     scripts/wfctl-e2e.sh {{profile}}
 
+# Real Apache Kafka servers (KRaft; the versions in scripts/kafka-versions, jars fetched by
+# scripts/kafka.sh) started by the tests, checked by confluent-kafka: single nodes, SASL, a
+# three-node cluster; prints each start's time.
+kafka-servers:
+    scripts/kafka.sh >/dev/null
+    cargo test -p eventbus-tests --test kafka_servers -- --nocapture
+
 # Whatever finished test runs left behind (processes, temp dirs); exit 1 if anything.
 leftovers:
     scripts/leftovers.sh
