@@ -604,10 +604,18 @@ async fn nothing_arrived(subs: &mut [async_nats::Subscriber]) -> Result<(), Stri
 
 type R = Result<String, String>;
 
+#[path = "sandbox/kafka.rs"]
+mod kafka;
 #[path = "sandbox/kube_secrets.rs"]
 mod kube_secrets;
 #[path = "sandbox/least_privilege.rs"]
 mod least_privilege;
+use kafka::{
+    auto_create as kafka_auto_create, change_in_plan as kafka_in_plan, configs as kafka_configs,
+    data as kafka_data, decoder_bombs as kafka_bombs, groups as kafka_groups,
+    out_of_scope as kafka_scope, password as kafka_password, sasl_apis as kafka_sasl,
+    ungranted as kafka_ungranted, wildcard_acls as kafka_acls,
+};
 use kube_secrets::{
     change_other as ks_change_other, crafted as ks_crafted, own_metadata as ks_own_metadata,
     read_other as ks_read_other,
@@ -1856,6 +1864,45 @@ fn attacks() -> Vec<Attack> {
             boxed!(ks_own_metadata),
         ),
         a("HTTP change during plan", limits, boxed!(lp_http_in_plan)),
+        a(
+            "Kafka produce, fetch, delete records",
+            limits,
+            boxed!(kafka_data),
+        ),
+        a(
+            "Kafka group membership, member commits",
+            limits,
+            boxed!(kafka_groups),
+        ),
+        a(
+            "Kafka legacy AlterConfigs, broker configs",
+            limits,
+            boxed!(kafka_configs),
+        ),
+        a("Kafka SASL and credential APIs", limits, boxed!(kafka_sasl)),
+        a(
+            "Kafka topics outside the call's scope",
+            limits,
+            boxed!(kafka_scope),
+        ),
+        a("Kafka change during plan", limits, boxed!(kafka_in_plan)),
+        a("Kafka wildcard ACL deletes", limits, boxed!(kafka_acls)),
+        a(
+            "Kafka bootstrap not granted",
+            limits,
+            boxed!(kafka_ungranted),
+        ),
+        a(
+            "Kafka password handle's value",
+            limits,
+            boxed!(kafka_password),
+        ),
+        a("Kafka decoder bombs", limits, boxed!(kafka_bombs)),
+        a(
+            "Kafka topics auto-created by Metadata",
+            limits,
+            boxed!(kafka_auto_create),
+        ),
         a(
             "NATS streams changed inside a broker call",
             limits,
