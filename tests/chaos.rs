@@ -3,11 +3,15 @@
 //! must hold exactly the desired resources, nothing may be duplicated in state or orphaned on
 //! the server, and a plan after the rerun must be empty.
 //!
+//! The pilot and a wide config run on NATS, and the pilot's Kafka version on Kafka (topics and
+//! consumer groups, checked with confluent-kafka).
+//!
 //! `CHAOS_KILLS` sets the number of kills (default 12 under `cargo test`, 60 for `just chaos`);
 //! `CHAOS_SEED` makes a run repeatable. Last line: `chaos: <K> kills, <L> lost, <D> duplicated,
 //! <O> orphaned`.
 
-use eventbus_tests::{JetStream, NatsServer, Owned, Project, eventbus_bin};
+use eventbus_tests::kafka::{KAFKA_VERSIONS, Kafka, KafkaCheck};
+use eventbus_tests::{JetStream, NatsServer, Owned, Project, eventbus_bin, workspace_root};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -65,14 +69,48 @@ fn declared(yaml: &str) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-fn on_server(js: &JetStream) -> BTreeMap<String, BTreeSet<String>> {
-    js.stream_names()
-        .into_iter()
-        .map(|s| {
-            let c = js.consumer_names(&s).into_iter().collect();
-            (s, c)
-        })
-        .collect()
+/// The server a scenario runs on, asked directly (never through the CLI).
+enum Server {
+    Nats(NatsServer, JetStream),
+    Kafka(Kafka, KafkaCheck),
+}
+
+impl Server {
+    /// The variable the scenario's infra.yaml reads the address from, and its value.
+    fn env(&self) -> (&'static str, String) {
+        match self {
+            Server::Nats(s, _) => ("NATS_URL", s.url().to_string()),
+            Server::Kafka(k, _) => ("KAFKA_BOOTSTRAP", k.bootstrap.clone()),
+        }
+    }
+
+    /// Stream (topic) name -> its consumers (groups with a position on it).
+    fn contents(&self) -> BTreeMap<String, BTreeSet<String>> {
+        match self {
+            Server::Nats(_, js) => js
+                .stream_names()
+                .into_iter()
+                .map(|s| {
+                    let c = js.consumer_names(&s).into_iter().collect();
+                    (s, c)
+                })
+                .collect(),
+            Server::Kafka(_, check) => {
+                let mut out: BTreeMap<String, BTreeSet<String>> = check
+                    .topics()
+                    .into_iter()
+                    .map(|t| (t, BTreeSet::new()))
+                    .collect();
+                for g in check.groups() {
+                    let Some(v) = check.group(&g) else { continue };
+                    for t in v["offsets"].as_object().into_iter().flat_map(|o| o.keys()) {
+                        out.entry(t.clone()).or_default().insert(g.clone());
+                    }
+                }
+                out
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -95,7 +133,7 @@ fn kill_after(project: &Project, command: &str, delay: Duration) -> bool {
             &project.state_path().display().to_string(),
             command,
         ])
-        .env("NATS_URL", project_url(project))
+        .env(project_env(project).0, project_env(project).1)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -116,14 +154,17 @@ fn kill_after(project: &Project, command: &str, delay: Duration) -> bool {
     running
 }
 
-fn project_url(project: &Project) -> String {
-    std::fs::read_to_string(project.dir().join("url")).unwrap()
+/// The address variable written beside the scenario's project (`NAME=value`).
+fn project_env(project: &Project) -> (String, String) {
+    let text = std::fs::read_to_string(project.dir().join("env")).unwrap();
+    let (k, v) = text.split_once('=').unwrap();
+    (k.to_string(), v.to_string())
 }
 
 /// After the rerun: compare state and server with what is desired.
 fn check(
     project: &Project,
-    js: &JetStream,
+    server: &Server,
     want: &BTreeMap<String, BTreeSet<String>>,
     t: &mut Tally,
     label: &str,
@@ -143,7 +184,7 @@ fn check(
         .unwrap_or_default();
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     t.duplicated += names.len() - unique.len();
-    let have = on_server(js);
+    let have = server.contents();
     for (s, cs) in want {
         match have.get(s) {
             None => t.lost += 1 + cs.len(),
@@ -175,11 +216,10 @@ fn check(
     }
 }
 
-fn scenario(name: &str, yaml: &str, kills: usize, rng: &mut Lcg, t: &mut Tally) {
-    let server = NatsServer::start();
-    let js = JetStream::connect(server.url());
-    let project = Project::new(yaml, server.url());
-    std::fs::write(project.dir().join("url"), server.url()).unwrap();
+fn scenario(name: &str, server: Server, yaml: &str, kills: usize, rng: &mut Lcg, t: &mut Tally) {
+    let (var, value) = server.env();
+    let project = Project::new(yaml, "").env(var, &value);
+    std::fs::write(project.dir().join("env"), format!("{var}={value}")).unwrap();
     let want = declared(yaml);
     let none = BTreeMap::new();
     // Calibrate: how long does an uninterrupted apply and destroy take here?
@@ -230,7 +270,7 @@ fn scenario(name: &str, yaml: &str, kills: usize, rng: &mut Lcg, t: &mut Tally) 
         let before = (t.lost, t.duplicated, t.orphaned, t.other.len());
         check(
             &project,
-            &js,
+            &server,
             if destroying { &none } else { &want },
             t,
             &label,
@@ -268,12 +308,33 @@ fn main() {
     let mut rng = Lcg(seed);
     let mut t = Tally::default();
     let pilot = eventbus_tests::pilot_yaml();
-    let pilot_kills = kills / 2;
-    scenario("pilot", &pilot, pilot_kills, &mut rng, &mut t);
+    let nats = || {
+        let s = NatsServer::start();
+        let js = JetStream::connect(s.url());
+        Server::Nats(s, js)
+    };
+    let kafka_pilot =
+        std::fs::read_to_string(workspace_root().join("examples/bmw-kafka/infra.yaml")).unwrap();
+    let kafka = || {
+        let k = Kafka::start(KAFKA_VERSIONS[1]);
+        let check = k.check();
+        Server::Kafka(k, check)
+    };
+    let (pilot_kills, kafka_kills) = (kills / 3, kills / 3);
+    scenario("pilot", nats(), &pilot, pilot_kills, &mut rng, &mut t);
+    scenario(
+        "pilot on Kafka",
+        kafka(),
+        &kafka_pilot,
+        kafka_kills,
+        &mut rng,
+        &mut t,
+    );
     scenario(
         "300 resources",
+        nats(),
         &wide(30, 9),
-        kills - pilot_kills,
+        kills - pilot_kills - kafka_kills,
         &mut rng,
         &mut t,
     );

@@ -20,6 +20,11 @@ Commands (answers):
                           "host", "operation", "permission"}], sorted
   produce TOPIC N         {"produced": N}: N messages, round-robin over the partitions
   cluster                 {"cluster_id", "controller", "brokers": n, "broker_ids": [..]}
+
+What the server accepts (the fidelity suite's truth; a refusal is an answer, not a failure):
+  create-topic-with NAME PARTITIONS RF CONFIGS_JSON   {"ok": true} or {"ok": false, "error", "message"}
+  alter TOPIC KEY VALUE   an incremental SET of one topic config: {"ok": ...} as above
+  partitions TOPIC N      raise the topic to N partitions: {"ok": ...} as above
 """
 
 import argparse
@@ -192,6 +197,35 @@ def create_topic(admin, name, partitions, rf):
     return {"created": name}
 
 
+def verdict(future):
+    """{"ok": true}, or the server's refusal as {"ok": false, "error", "message"}."""
+    try:
+        wait(future)
+        return {"ok": True}
+    except KafkaException as e:
+        err = e.args[0]
+        return {"ok": False, "error": err.name(), "message": err.str()}
+
+
+def create_topic_with(admin, name, partitions, rf, configs):
+    new = NewTopic(name, num_partitions=int(partitions), replication_factor=int(rf),
+                   config={k: str(v) for k, v in json.loads(configs).items()})
+    return verdict(admin.create_topics([new], request_timeout=TIMEOUT)[name])
+
+
+def alter(admin, name, key, value):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+    res = ConfigResource(ResourceType.TOPIC, name,
+                         incremental_configs=[ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+    futures = admin.incremental_alter_configs([res], request_timeout=TIMEOUT)
+    return verdict(next(iter(futures.values())))
+
+
+def partitions(admin, name, n):
+    from confluent_kafka.admin import NewPartitions
+    return verdict(admin.create_partitions([NewPartitions(name, int(n))], request_timeout=TIMEOUT)[name])
+
+
 def group(admin, group_id):
     def describe():
         return wait(admin.describe_consumer_groups([group_id], request_timeout=TIMEOUT)[group_id])
@@ -290,6 +324,9 @@ COMMANDS = {
     "acls": (acls, 1),
     "produce": (produce, 2),
     "cluster": (cluster, 0),
+    "create-topic-with": (create_topic_with, 4),
+    "alter": (alter, 3),
+    "partitions": (partitions, 2),
 }
 
 

@@ -917,6 +917,12 @@ impl Project {
         Project { dir, cli }
     }
 
+    /// The same project with `key=value` in the CLI's environment (e.g. KAFKA_BOOTSTRAP).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.cli = self.cli.env(key, value);
+        self
+    }
+
     /// A project holding a copy of the pilot (`examples/bmw/infra.yaml`).
     pub fn pilot(nats_url: &str) -> Self {
         Self::new(&pilot_yaml(), nats_url)

@@ -120,6 +120,22 @@ impl KafkaCheck {
         self.run("produce", &[topic, &n.to_string()]);
     }
 
+    /// Whether the server accepts a topic with these configs (`{"ok": true}` or its refusal).
+    pub fn try_create_topic(&self, name: &str, partitions: u32, rf: u16, configs: &Value) -> Value {
+        let (p, r) = (partitions.to_string(), rf.to_string());
+        self.run("create-topic-with", &[name, &p, &r, &configs.to_string()])
+    }
+
+    /// Whether the server accepts one topic config set in place (incremental alter).
+    pub fn try_alter(&self, topic: &str, key: &str, value: &str) -> Value {
+        self.run("alter", &[topic, key, value])
+    }
+
+    /// Whether the server accepts raising (or lowering) a topic's partition count in place.
+    pub fn try_partitions(&self, topic: &str, n: u32) -> Value {
+        self.run("partitions", &[topic, &n.to_string()])
+    }
+
     /// `{"cluster_id", "controller", "brokers": n, "broker_ids": [..]}`.
     pub fn cluster(&self) -> Value {
         self.run("cluster", &[])

@@ -265,7 +265,11 @@ pub fn create(spec: &Spec) -> Result<Output> {
     if !send_create(&admin, &spec.name, &c, false)? {
         // It exists: take it over if the file's config can be reached in place.
         let l = settle(&admin, &c.name, true)?.expect("present");
-        let changes = diff_live(&c, &output(&spec.name, &admin, &c.name, &l).outputs)?;
+        let changes = diff_live(
+            &spec.name,
+            &c,
+            &output(&spec.name, &admin, &c.name, &l).outputs,
+        )?;
         if let Some(blocking) = changes.iter().find(|ch| ch.force_new) {
             return Err(Error::AlreadyExists(format!(
                 "topic {} already exists on broker {} and cannot be taken over in place: {} ({} live, {} desired); delete it, or change the file to match",
@@ -439,7 +443,7 @@ pub fn delete(r: &Ref) -> Result<()> {
 /// Desired spec against recorded outputs (no server call).
 pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     let c = parse(spec)?;
-    let mut changes = diff_live(&c, &current.outputs)?;
+    let mut changes = diff_live(&spec.name, &c, &current.outputs)?;
     changes.extend(crate::buses::nats::broker_move(
         c.broker_ref.as_deref(),
         &current.outputs,
@@ -449,7 +453,7 @@ pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
 }
 
 /// Field-by-field: only what the file sets is compared, so broker defaults never drift.
-fn diff_live(c: &TopicCfg, outputs: &Json) -> Result<Vec<Change>> {
+fn diff_live(resource: &str, c: &TopicCfg, outputs: &Json) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     let now_name = outputs.get("name").and_then(Value::as_str).unwrap_or("");
     if !now_name.is_empty() && now_name != c.name {
@@ -468,7 +472,7 @@ fn diff_live(c: &TopicCfg, outputs: &Json) -> Result<Vec<Change>> {
         let lower = i64::from(want) < have;
         if lower && !c.allow_data_loss {
             return Err(Error::invalid(
-                &c.name,
+                resource,
                 "config.partitions",
                 format!(
                     "{have} -> {want}: Kafka cannot remove partitions; the topic would have to be deleted and created again, losing its messages and its consumer groups' positions"
