@@ -9,8 +9,9 @@ Usage:
                  [--sasl-mechanism SCRAM-SHA-512|SCRAM-SHA-256|PLAIN]] COMMAND [ARGS]
 
 Commands (answers):
-  topic NAME              {"name", "partitions", "replication_factor", "configs": {non-default
-                          topic configs}, "replicas": [[broker ids] per partition]} or null
+  topic NAME              {"name", "topic_id", "partitions", "replication_factor", "configs":
+                          {non-default topic configs}, "replicas": [[broker ids] per partition]}
+                          or null (topic_id: a recreated topic gets a new one)
   topic-config NAME KEY   the effective value (defaults included) as a string, or null
   topics                  [names], internal topics (__consumer_offsets, ...) left out, sorted
   create-topic NAME PARTITIONS RF   {"created": NAME}
@@ -167,6 +168,7 @@ def topic(admin, name):
     }
     return {
         "name": name,
+        "topic_id": str(desc.topic_id),
         "partitions": len(partitions),
         "replication_factor": len(partitions[0].replicas) if partitions else 0,
         "configs": configs,

@@ -73,7 +73,8 @@ impl KafkaCheck {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// `{"name", "partitions", "replication_factor", "configs": {non-default}, "replicas"}`.
+    /// `{"name", "topic_id", "partitions", "replication_factor", "configs": {non-default},
+    /// "replicas"}`; a recreated topic has a new `topic_id`.
     pub fn topic(&self, name: &str) -> Option<Value> {
         Some(self.run("topic", &[name])).filter(|v| !v.is_null())
     }
