@@ -3,11 +3,12 @@
 #   1. builds wfctl at the pinned release from the Go module proxy (scripts/wfctl.sh);
 #   2. packages the plugin (scripts/package.sh, the same directory users install);
 #   3. tests/wfctl_e2e.rs: wfctl plans, applies, updates, replaces and destroys the pilot on a
-#      self-hosted nats-server and on the App Platform fake, checked on the server itself;
+#      self-hosted nats-server and on the App Platform fake, and the Kafka pilot
+#      (examples/bmw-kafka) on each pinned Kafka version, checked on the server itself;
 #   4. wfctl's published conformance suite (tests/wfctl-conformance, a Go test module) against
 #      the plugin loaded by wfctl's own external-plugin manager;
 # then one line:
-#   wfctl-e2e: wfctl <version>: pilot ok (self_hosted, digitalocean.app_platform); conformance <p> passed, <f> failed, <s> skipped
+#   wfctl-e2e: wfctl <version>: pilot ok (self_hosted, digitalocean.app_platform, kafka); conformance <p> passed, <f> failed, <s> skipped
 set -uo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -55,5 +56,5 @@ PY
 read -r passed failed skipped <<< "${counts:-0 1 0}"
 [ "$passed$failed$skipped" = "000" ] && { failed=1; tail -20 "$log" >&2; }
 
-echo "wfctl-e2e: wfctl $version: pilot $pilot (self_hosted, digitalocean.app_platform); conformance $passed passed, $failed failed, $skipped skipped"
+echo "wfctl-e2e: wfctl $version: pilot $pilot (self_hosted, digitalocean.app_platform, kafka); conformance $passed passed, $failed failed, $skipped skipped"
 [ "$pilot" = ok ] && [ "$failed" = 0 ]

@@ -1,14 +1,16 @@
 //! The real wfctl, end to end: the `wfctl` binary built from GoCodeAlone/workflow at the pinned
 //! release (scripts/wfctl.sh) loads the packaged plugin (`just package`) from a plugin
-//! directory, the way a user installs it, and plans, applies, edits and destroys the pilot.
-//! After every step the broker is checked by a JetStream client of the test's own, never only
-//! by what wfctl printed.
+//! directory, the way a user installs it, and plans, applies, edits and destroys the pilot:
+//! on NATS (examples/bmw) and on Kafka (examples/bmw-kafka, on each pinned Kafka version).
+//! After every step the broker is checked by a client of the test's own (JetStream, or
+//! confluent-kafka through `KafkaCheck`), never only by what wfctl printed.
 //!
 //! `just wfctl-e2e` builds both and runs this suite; run alone, it needs `WFCTL` (the binary)
 //! and `EVENTBUS_PLUGIN_PACKAGE` (the packaged plugin directory), or finds them where the
 //! recipe puts them.
 
 use eventbus_tests::do_fake::{self, DoFake};
+use eventbus_tests::kafka::{KAFKA_VERSIONS, Kafka, KafkaCheck};
 use eventbus_tests::{
     Cli, JetStream, NatsServer, Output, TempDir, Value, json, pilot_yaml, workspace_root,
 };
@@ -523,4 +525,183 @@ fn wfctl_bootstraps_a_remote_state_backend_with_eventbus_listed_first() {
         text.contains("spaces"),
         "wfctl got past the bootstrap to its state store\n{out}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pilot on Kafka (examples/bmw-kafka): the same eight modules, the broker a self-hosted
+// Kafka cluster (`provider: kafka`), the stream a topic and each consumer a consumer group.
+
+const KAFKA_TOPIC: &str = "bmw.fulfillment";
+
+/// examples/bmw-kafka/infra.yaml as shipped (it declares wfctl's filesystem state and routes
+/// every resource with `iac_provider`).
+fn kafka_pilot_yaml() -> String {
+    let path = workspace_root().join("examples/bmw-kafka/infra.yaml");
+    let yaml = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert!(
+        yaml.contains("    type: iac.state\n"),
+        "the Kafka pilot declares no wfctl state"
+    );
+    yaml
+}
+
+/// The pilot's groups present on the server.
+fn kafka_pilot_groups(check: &KafkaCheck) -> Vec<String> {
+    check
+        .groups()
+        .into_iter()
+        .filter(|g| CONSUMERS.contains(&g.as_str()))
+        .collect()
+}
+
+/// The topic as declared (6 partitions, one replica, `retention_ms`), and every group on the
+/// server with a committed position on each of the topic's 6 partitions.
+#[track_caller]
+fn assert_kafka_pilot_on_server(check: &KafkaCheck, retention_ms: &str) {
+    let t = check
+        .topic(KAFKA_TOPIC)
+        .expect("the topic is on the server");
+    assert_eq!(t["partitions"], json!(6), "{t}");
+    assert_eq!(t["replication_factor"], json!(1), "{t}");
+    assert_eq!(
+        check.topic_config(KAFKA_TOPIC, "retention.ms").as_deref(),
+        Some(retention_ms),
+        "{t}"
+    );
+    assert_eq!(
+        check
+            .topic_config(KAFKA_TOPIC, "max.message.bytes")
+            .as_deref(),
+        Some("1048576"),
+        "{t}"
+    );
+    assert_eq!(kafka_pilot_groups(check), CONSUMERS, "the six groups");
+    for g in CONSUMERS {
+        let v = check
+            .group(g)
+            .unwrap_or_else(|| panic!("group {g} is not on the server"));
+        let offsets = v["offsets"][KAFKA_TOPIC]
+            .as_object()
+            .unwrap_or_else(|| panic!("{g}: no committed offsets on {KAFKA_TOPIC}: {v}"));
+        assert_eq!(
+            offsets.len(),
+            6,
+            "{g} has a position on every partition: {v}"
+        );
+    }
+}
+
+/// plan, apply, a no-op plan, retention updated in place, destroy: the Kafka pilot's life
+/// under wfctl and the packaged plugin, judged on the server by confluent-kafka.
+fn wfctl_kafka_lifecycle(version: &str) {
+    let started = Instant::now();
+    let kafka = Kafka::start(version);
+    eprintln!(
+        "Kafka {version} at {} ready in {:.1} s",
+        kafka.bootstrap,
+        kafka.startup.as_secs_f64()
+    );
+    let check = kafka.check();
+    let machine = Machine::new();
+    // wfctl expands ${KAFKA_BOOTSTRAP} in the broker's bootstrap_servers from its environment.
+    let project = Project::new(
+        &machine,
+        &kafka_pilot_yaml(),
+        &[("KAFKA_BOOTSTRAP", &kafka.bootstrap)],
+    );
+    let mut all: Vec<String> = [
+        "bmw-kafka",
+        "bmw-topic",
+        "bmw-audit-log",
+        "bmw-customer-notify",
+        "bmw-inventory-reserve",
+        "bmw-orders-intake",
+        "bmw-payment-capture",
+        "bmw-shipment-dispatch",
+    ]
+    .map(String::from)
+    .to_vec();
+    all.sort();
+
+    // A first plan creates all eight and changes nothing on the server.
+    let t = Instant::now();
+    let plan = project.plan();
+    let plan_took = t.elapsed();
+    assert_eq!(plan.len(), 8, "{plan:?}");
+    assert!(plan.iter().all(|(a, _)| a == "create"), "{plan:?}");
+    let mut planned: Vec<String> = plan.iter().map(|(_, n)| n.clone()).collect();
+    planned.sort();
+    assert_eq!(planned, all, "every module planned");
+    assert!(
+        !check.topics().contains(&KAFKA_TOPIC.to_string()),
+        "the plan created the topic"
+    );
+    assert_eq!(
+        kafka_pilot_groups(&check),
+        Vec::<String>::new(),
+        "the plan created groups"
+    );
+
+    // Apply: the topic as declared, every group with a starting position, all in wfctl's state.
+    let apply_took = project.apply();
+    assert_kafka_pilot_on_server(&check, "604800000");
+    assert_eq!(
+        project.state_names(),
+        all,
+        "wfctl's state holds every resource"
+    );
+    let topic_id = check.topic(KAFKA_TOPIC).expect("the topic")["topic_id"].clone();
+    assert!(topic_id.is_string(), "the checker reports the topic's id");
+
+    // Nothing changed: nothing planned (broker defaults the file leaves out are no drift).
+    assert_eq!(project.plan(), vec![], "a second plan is empty");
+    let out = project.infra("plan", &[]);
+    assert!(out.stdout.contains("No changes"), "{out}");
+
+    // retention 168h -> 72h: one update in place, the same topic with the new retention.
+    project.edit("      retention: 168h\n", "      retention: 72h\n");
+    assert_eq!(names(&project.plan()), [("update", "bmw-topic")]);
+    let update_took = project.apply();
+    assert_kafka_pilot_on_server(&check, "259200000");
+    assert_eq!(
+        check.topic(KAFKA_TOPIC).expect("the topic")["topic_id"],
+        topic_id,
+        "updated in place, not recreated"
+    );
+    assert_eq!(project.plan(), vec![], "converged after the update");
+
+    // Destroy: the topic and the groups are gone, and so is wfctl's state.
+    project.destroy();
+    assert!(
+        !check.topics().contains(&KAFKA_TOPIC.to_string()),
+        "destroy left the topic"
+    );
+    assert_eq!(
+        kafka_pilot_groups(&check),
+        Vec::<String>::new(),
+        "destroy left groups"
+    );
+    assert_eq!(
+        project.state_names(),
+        Vec::<String>::new(),
+        "and wfctl's state"
+    );
+    eprintln!(
+        "wfctl on Kafka {version}: first plan {:.2} s, first apply {:.2} s, update {:.2} s; whole test {:.1} s",
+        plan_took.as_secs_f64(),
+        apply_took.as_secs_f64(),
+        update_took.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn wfctl_plans_applies_updates_and_destroys_the_kafka_pilot_on_kafka_3() {
+    wfctl_kafka_lifecycle(KAFKA_VERSIONS[0]);
+}
+
+#[test]
+fn wfctl_plans_applies_updates_and_destroys_the_kafka_pilot_on_kafka_4() {
+    wfctl_kafka_lifecycle(KAFKA_VERSIONS[1]);
 }
