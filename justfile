@@ -36,6 +36,11 @@ lint:
 fidelity: build
     cargo test -p eventbus-tests --test fidelity
 
+# The Kafka server-truth matrix: for each topic field transition, our plan (update, replace or
+# refused) against what Kafka 3.9 and 4.x accept in place, then apply and an empty second plan.
+fidelity-kafka: build
+    cargo test -p eventbus-tests --test fidelity_kafka
+
 # The deploy-target suites (self_hosted on a real nats-server; kubernetes and App Platform
 # against fakes that validate every request against the providers' published schemas), then
 # `targets: <passed>/<total> (self_hosted, kubernetes, digitalocean.app_platform)`.
@@ -96,11 +101,31 @@ hostile:
 sandbox *filter: hostile
     cargo test -p eventbus-tests --test sandbox -- {{filter}}
 
-# Apply, no-op plan, start-up, boundary and memory beside native async-nats baselines on a
-# local nats-server; the native diff links the guest crate at the component's opt-level ("s").
-# Benchmarks: prints a table and ends with a `bench:` line (see BENCHMARKS.md).
-bench: build
-    BENCH_FULL=1 BENCH_GUEST_OPT=s cargo --config 'profile.dev.package.eventbus-guest.opt-level="s"' test -p eventbus-tests --features bench-native --test bench
+# Benchmarks, on what users run: the release CLI and component (what `just package` ships),
+# the benchmark itself built --release (its native diff links the guest crate at the
+# component's opt-level). Apply, no-op plan, start-up, boundary and memory beside native
+# async-nats baselines, and side by side with OpenTofu + terraform-provider-jetstream
+# (scripts/tofu.sh; left out if they cannot be built), on a local nats-server. Prints a table
+# and ends with a `bench:` line (see BENCHMARKS.md).
+bench: (_bench "1")
+
+# The same, small (the pilot and N=5, few calls): every measurement runs, none means much.
+# (Plain `cargo test`, so CI, runs the small version on the debug build.)
+bench-smoke: (_bench "0")
+
+_bench full:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -p eventbus-guest --target wasm32-wasip2 --release
+    cargo build -p eventbus-host --release
+    if out="$(scripts/tofu.sh)"; then
+      export BENCH_TOFU="$(sed -n 1p <<<"$out")" BENCH_TOFU_PROVIDER="$(sed -n 2p <<<"$out")"
+    else
+      echo "bench: no OpenTofu or terraform-provider-jetstream (scripts/tofu.sh above says why): the side-by-side is left out" >&2
+      export BENCH_TOFU=0
+    fi
+    EVENTBUS_BIN="$PWD/target/release/eventbus" BENCH_FULL={{full}} \
+      cargo test --release -p eventbus-tests --features bench-native --test bench
 
 # Each target runs `secs` seconds on a copy of guest/fuzz/corpus/<target> (libFuzzer on stable,
 # no cargo-fuzz), then `fuzz: <targets> targets, <runs> runs, <crashes> crashes`. CI: `just fuzz 10`.

@@ -202,11 +202,11 @@ fn describe(admin: &Admin, resource: &str) -> Result<Json> {
         o.insert("controller".into(), json!(r.controller_id.0));
         o.insert("broker_count".into(), json!(r.brokers.len()));
     }
-    let versions = admin.call(
-        &ApiVersionsRequest::default(),
-        Route::Any,
-        "reading the cluster's features",
-    )?;
+    // ApiVersions from v3 names the client; Kafka refuses an empty name.
+    let asked = ApiVersionsRequest::default()
+        .with_client_software_name(super::str_bytes("eventbus"))
+        .with_client_software_version(super::str_bytes(crate::provider::VERSION));
+    let versions = admin.call(&asked, Route::Any, "reading the cluster's features")?;
     if let Some(level) = versions
         .finalized_features
         .iter()
@@ -215,6 +215,8 @@ fn describe(admin: &Admin, resource: &str) -> Result<Json> {
     {
         o.insert("metadata_version".into(), json!(level));
         o.insert("version".into(), json!(release_of(level)));
+        // What plan's version checks read, as for a NATS broker.
+        o.insert("server_version".into(), json!(release_of(level)));
     }
     Ok(o)
 }

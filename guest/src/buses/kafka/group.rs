@@ -95,6 +95,24 @@ fn coordinator(admin: &Admin, group: &str) -> Result<Route> {
     unreachable!()
 }
 
+/// Runs `f` at the group's coordinator, finding it again while the answer is "not the
+/// coordinator" or "still loading" (a coordinator moves, and loads its log after a start).
+fn at_coordinator<T>(admin: &Admin, group: &str, f: impl Fn(Route) -> Result<T>) -> Result<T> {
+    let mut attempt = 0;
+    loop {
+        match f(coordinator(admin, group)?) {
+            Err(Error::Transient(m)) if attempt + 1 < COORDINATOR_TRIES => {
+                crate::log::debug(&format!("group {group}: {m}; asking again"));
+                std::thread::sleep(std::time::Duration::from_millis(
+                    100 * u64::from(attempt + 1),
+                ));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// (state, live members) as the coordinator describes the group.
 fn describe(admin: &Admin, route: Route, group: &str) -> Result<(String, usize)> {
     let what = format!("describing group {group}");
@@ -427,9 +445,10 @@ fn output(
     group: &str,
     principal: Option<&str>,
 ) -> Result<Output> {
-    let route = coordinator(admin, group)?;
-    let (state, members) = describe(admin, route, group)?;
-    let offsets = committed(admin, route, group)?;
+    let (state, members, offsets) = at_coordinator(admin, group, |route| {
+        let (state, members) = describe(admin, route, group)?;
+        Ok((state, members, committed(admin, route, group)?))
+    })?;
     if offsets.is_empty() && members == 0 {
         return Err(Error::NotFound(format!(
             "group {group} does not exist on broker {} (no members, no committed offsets)",
@@ -471,17 +490,20 @@ fn output(
 pub fn create(spec: &Spec) -> Result<Output> {
     let c = parse(spec)?;
     let admin = Admin::broker(c.broker_ref.as_deref().unwrap_or(""))?;
-    let route = coordinator(&admin, &c.name)?;
-    let (_, members) = describe(&admin, route, &c.name)?;
-    let have = committed(&admin, route, &c.name)?;
-    if members == 0 {
+    at_coordinator(&admin, &c.name, |route| {
+        let (_, members) = describe(&admin, route, &c.name)?;
+        let have = committed(&admin, route, &c.name)?;
+        if members > 0 {
+            return Ok(()); // in use: its position is its consumers' business
+        }
         // Commit a start only where the group has none: an existing position is never moved.
         let mut todo = starts(&admin, &spec.name, &c)?;
         todo.retain(|(t, p), _| !have.get(t).is_some_and(|ps| ps.contains_key(p)));
-        if !todo.is_empty() {
-            commit(&admin, route, &spec.name, &c.name, &todo)?;
+        if todo.is_empty() {
+            return Ok(());
         }
-    }
+        commit(&admin, route, &spec.name, &c.name, &todo)
+    })?;
     grant(&admin, &spec.name, &c)?;
     output(
         &spec.name,
@@ -518,22 +540,27 @@ pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
 pub fn delete(r: &Ref) -> Result<()> {
     let (broker, topic, group) = parse_id(&r.provider_id)?;
     let admin = Admin::broker(&broker)?;
-    let route = coordinator(&admin, &group)?;
     let what = format!("deleting group {group}");
-    let resp = admin.call(
-        &DeleteGroupsRequest::default().with_groups_names(vec![gid(&group)]),
-        route,
-        &what,
-    )?;
-    match resp
-        .results
-        .into_iter()
-        .map(|x| x.error_code)
-        .find(|c| *c != NONE)
-    {
+    let request = DeleteGroupsRequest::default().with_groups_names(vec![gid(&group)]);
+    let code = at_coordinator(&admin, &group, |route| {
+        let resp = admin.call(&request, route, &what)?;
+        match resp
+            .results
+            .into_iter()
+            .map(|x| x.error_code)
+            .find(|c| *c != NONE)
+        {
+            Some(c) if errors::retriable(c) => {
+                Err(errors::to_error(&r.name, "config.name", &what, c, None))
+            }
+            other => Ok(other),
+        }
+    })?;
+    match code {
         None | Some(GROUP_ID_NOT_FOUND) => Ok(()),
         Some(NON_EMPTY_GROUP) => {
-            let (_, members) = describe(&admin, route, &group)?;
+            let (_, members) =
+                at_coordinator(&admin, &group, |route| describe(&admin, route, &group))?;
             Err(Error::invalid(
                 &r.name,
                 "config.name",

@@ -331,9 +331,37 @@ fn apply_changes(resource: &str, admin: &Admin, c: &TopicCfg, l: &Live) -> Resul
     if !changed.is_empty() {
         alter_configs(admin, resource, &c.name, &changed, false)?;
     }
-    let now = live(admin, &c.name)?
-        .ok_or_else(|| Error::NotFound(format!("topic {} vanished during the update", c.name)))?;
+    let now = caught_up(admin, c)?;
     Ok(output(resource, admin, &c.name, &now))
+}
+
+/// The topic as the broker answering reads sees it once it holds the change: the controller
+/// commits a change before every broker has applied it, so a read right after may be stale.
+fn caught_up(admin: &Admin, c: &TopicCfg) -> Result<Live> {
+    let mut last = None;
+    for attempt in 0..SETTLE_TRIES {
+        let l = live(admin, &c.name)?.ok_or_else(|| {
+            Error::NotFound(format!("topic {} vanished during the update", c.name))
+        })?;
+        let partitions_ok = c
+            .partitions
+            .is_none_or(|p| l.partitions.len() >= p as usize)
+            && c.replication_factor
+                .is_none_or(|rf| l.partitions.iter().all(|(_, r)| r.len() == rf as usize));
+        let configs_ok = c
+            .configs
+            .iter()
+            .all(|(k, v)| l.configs.get(k).map(|h| cfg::comparable(k, h)).as_ref() == Some(v));
+        if partitions_ok && configs_ok {
+            return Ok(l);
+        }
+        last = Some(l);
+        std::thread::sleep(std::time::Duration::from_millis(
+            50 * u64::from(attempt.min(10) + 1),
+        ));
+    }
+    // Recorded as the server reports it: the next plan shows what is still missing.
+    last.ok_or_else(|| Error::Transient(format!("topic {} could not be read back", c.name)))
 }
 
 fn add_partitions(
