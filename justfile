@@ -17,6 +17,11 @@ build:
 demo: build
     scripts/demo.sh examples/bmw/infra.yaml
 
+# The pilot on Kafka (examples/bmw-kafka): a local Apache Kafka (jars from Maven Central), then
+# plan, apply, an empty second plan and status.
+demo-kafka: build
+    scripts/demo-kafka.sh examples/bmw-kafka/infra.yaml
+
 # Every test: the guest's and host's unit tests, then the end-to-end suites against real servers
 # (the sandbox proof among them, hence the hostile component).
 test: build hostile

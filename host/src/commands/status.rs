@@ -15,14 +15,34 @@ fn summary(rtype: &str, o: &Value) -> String {
             })
             .unwrap_or_default()
     };
-    match rtype {
-        "infra.eventbus" => format!(
+    let kafka = o.get("bus").and_then(Value::as_str) == Some("kafka");
+    match (rtype, kafka) {
+        ("infra.eventbus", false) => format!(
             "endpoint {} (nats-server {})",
             s("endpoint"),
             s("server_version")
         ),
-        "infra.eventbus.stream" => format!("subjects {}", s("subjects")),
-        "infra.eventbus.consumer" => format!("on stream {}", s("stream_name")),
+        ("infra.eventbus", true) => format!(
+            "bootstrap {} (Kafka {}, {} brokers, metadata.version {})",
+            s("endpoint"),
+            s("version"),
+            s("broker_count"),
+            s("metadata_version")
+        ),
+        ("infra.eventbus.stream", false) => format!("subjects {}", s("subjects")),
+        ("infra.eventbus.stream", true) => format!(
+            "topic {}, {} partitions, replication factor {}",
+            s("name"),
+            s("partitions"),
+            s("replication_factor")
+        ),
+        ("infra.eventbus.consumer", false) => format!("on stream {}", s("stream_name")),
+        ("infra.eventbus.consumer", true) => format!(
+            "group on topic {}, {}, {} members",
+            s("stream_name"),
+            s("state"),
+            s("members")
+        ),
         _ => String::new(),
     }
 }

@@ -221,13 +221,14 @@ fn describe(admin: &Admin, resource: &str) -> Result<Json> {
     Ok(o)
 }
 
-/// The Kafka release a `metadata.version` feature level belongs to (KRaft clusters).
+/// The Kafka release a `metadata.version` feature level belongs to (KRaft clusters): the
+/// release whose default level it is or leads up to, as `kafka-storage version-mapping` of
+/// Kafka 4.4 maps them (3.3 = 7, 3.9 = 21, 4.0 = 25, 4.4 = 33). A cluster upgraded without
+/// raising its metadata version reports the older release.
 pub fn release_of(level: i16) -> String {
     let r = match level {
         ..=0 => "unknown",
-        1..=2 => "3.0",
-        3 => "3.2",
-        4..=7 => "3.3",
+        1..=7 => "3.3",
         8 => "3.4",
         9..=11 => "3.5",
         12..=14 => "3.6",
@@ -236,7 +237,10 @@ pub fn release_of(level: i16) -> String {
         21 => "3.9",
         22..=25 => "4.0",
         26..=27 => "4.1",
-        _ => "4.2+",
+        28..=29 => "4.2",
+        30 => "4.3",
+        31..=33 => "4.4",
+        _ => "4.5+",
     };
     r.to_string()
 }

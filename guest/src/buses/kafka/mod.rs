@@ -18,7 +18,7 @@ use crate::bindings::eventbus::iac::capability_types::CapError;
 use crate::bindings::eventbus::iac::kafka::{ApiRange, Connection, Endpoint, Route};
 use crate::error::{Error, Result};
 use bytes::BytesMut;
-use kafka_protocol::protocol::{Decodable, Encodable as _, Message, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Message, Request, StrBytes};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
