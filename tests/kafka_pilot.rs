@@ -234,3 +234,82 @@ fn a_bad_topic_is_refused_before_anything_changes() {
         "{out}"
     );
 }
+
+#[test]
+fn the_schema_of_a_stream_and_a_consumer_is_given_per_bus() {
+    // One schema per bus under anyOf, and --bus picks one: a topic has partitions and no
+    // subjects; a JetStream stream has subjects and no partitions.
+    let cli = eventbus_tests::Cli::new(std::env::temp_dir());
+    let both = cli.run(&["schema", "infra.eventbus.stream"]);
+    both.expect_code(0);
+    let buses: Vec<String> = both.json()["anyOf"]
+        .as_array()
+        .expect("anyOf")
+        .iter()
+        .filter_map(|s| s["x-bus"].as_str().map(String::from))
+        .collect();
+    assert_eq!(buses, ["nats", "kafka"], "{both}");
+    let kafka = cli.run(&["schema", "infra.eventbus.stream", "--bus", "kafka"]);
+    kafka.expect_code(0);
+    let props = &kafka.json()["properties"];
+    assert!(
+        props.get("partitions").is_some() && props.get("subjects").is_none(),
+        "{kafka}"
+    );
+    let nats = cli.run(&["schema", "infra.eventbus.stream", "--bus", "nats"]);
+    let props = &nats.json()["properties"];
+    assert!(
+        props.get("subjects").is_some() && props.get("partitions").is_none(),
+        "{nats}"
+    );
+    let group = cli.run(&["schema", "infra.eventbus.consumer", "--bus", "kafka"]);
+    assert!(
+        group.json()["properties"].get("principal").is_some(),
+        "{group}"
+    );
+    let wrong = cli.run(&["schema", "infra.eventbus.stream", "--bus", "rabbitmq"]);
+    wrong.expect_code(1);
+    assert!(
+        wrong.stderr.contains("nats, kafka"),
+        "the error names the buses: {wrong}"
+    );
+}
+
+#[test]
+fn a_groups_principal_gets_read_on_its_topic_and_group() {
+    // principal: User:orders-service on one group: Read on the topic and on the group, as the
+    // cluster's authorizer holds them.
+    let kafka = Kafka::start(KAFKA_VERSIONS[1]);
+    let check = kafka.check();
+    let yaml = pilot_yaml().replace(
+        "      name: orders-intake\n",
+        "      name: orders-intake\n      principal: User:orders-service\n",
+    );
+    let project = Project::new(&yaml, "").env("KAFKA_BOOTSTRAP", &kafka.bootstrap);
+    apply_ok(&project);
+    let mut got: Vec<(String, String, String)> = check
+        .acls("User:orders-service")
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap_or("").to_string();
+            (s("resource_type"), s("resource_name"), s("operation"))
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("GROUP".into(), "orders-intake".into(), "READ".into()),
+            ("TOPIC".into(), TOPIC.into(), "READ".into()),
+        ]
+    );
+    plan(&project, 0);
+    // Destroying the group takes its grant with it.
+    project.run(&["destroy"]).expect_code(0);
+    let left: Vec<Value> = check
+        .acls("User:orders-service")
+        .into_iter()
+        .filter(|a| a["resource_type"] == "GROUP")
+        .collect();
+    assert!(left.is_empty(), "the group's ACL outlived it: {left:?}");
+}

@@ -138,10 +138,15 @@ enum Command {
         #[arg(long, default_value_t = 10, value_name = "SECS")]
         grace: u64,
     },
-    /// Print the JSON Schema of a resource type's config (all types when omitted).
+    /// Print the JSON Schema of a resource type's config (all types when omitted). A stream's
+    /// and a consumer's config depend on the bus of their broker: one schema per bus.
     Schema {
         #[arg(value_name = "TYPE")]
         rtype: Option<String>,
+        /// Only this bus's schema for streams and consumers (nats: streams and consumers;
+        /// kafka: topics and consumer groups).
+        #[arg(long, value_name = "BUS")]
+        bus: Option<String>,
     },
     /// Print the capability rules every host enforces on the component, as JSON.
     Policy,
@@ -223,7 +228,9 @@ fn main() {
             Command::Import { name, rtype, id } => {
                 commands::import::run(&ctx, name, rtype, id).await
             }
-            Command::Schema { rtype } => commands::schema::run(&ctx, rtype.as_deref()).await,
+            Command::Schema { rtype, bus } => {
+                commands::schema::run(&ctx, rtype.as_deref(), bus.as_deref()).await
+            }
             Command::Policy => {
                 let text = serde_json::to_string_pretty(&eventbus_host::caps::policy::describe())?;
                 eventbus_host::outln!("{text}");

@@ -97,6 +97,18 @@ impl CallGrant {
             })
     }
 
+    /// Whether an ACL on `topic` may be written: the topic's own call, or a consumer group's
+    /// call on that topic (its principal is granted Read on the topics the group reads).
+    pub fn may_grant_on_topic(&self, broker: &str, topic: &str) -> bool {
+        self.may_write(broker, topic, None)
+            || self.mutates
+                && self.objects.iter().any(|o| {
+                    o.broker.as_deref().is_none_or(|b| b == broker)
+                        && o.consumer.is_some()
+                        && o.stream == topic
+                })
+    }
+
     /// Why a change is refused: the phase, or the scope.
     pub fn refusal(&self, what: &str) -> String {
         self.refusal_in(what, describe, "no JetStream object")

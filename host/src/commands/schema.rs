@@ -13,7 +13,7 @@ pub const TYPES: [&str; 3] = [
     "infra.eventbus.consumer",
 ];
 
-pub async fn run(ctx: &Ctx, rtype: Option<&str>) -> Result<Exit> {
+pub async fn run(ctx: &Ctx, rtype: Option<&str>, bus: Option<&str>) -> Result<Exit> {
     let caps = Arc::new(Caps::new(
         Default::default(),
         Default::default(),
@@ -27,7 +27,8 @@ pub async fn run(ctx: &Ctx, rtype: Option<&str>) -> Result<Exit> {
             .schema(t)
             .await?
             .map_err(|e| anyhow!(error_text(&e)))?;
-        out.insert(t.to_string(), serde_json::from_str(&s)?);
+        let schema: Value = serde_json::from_str(&s)?;
+        out.insert(t.to_string(), for_bus(schema, bus)?);
     }
     if out.is_empty() {
         return Err(anyhow!(
@@ -46,4 +47,20 @@ pub async fn run(ctx: &Ctx, rtype: Option<&str>) -> Result<Exit> {
     };
     crate::outln!("{}", serde_json::to_string_pretty(&v)?);
     Ok(Exit::Ok)
+}
+
+/// With `--bus`, a stream's or consumer's per-bus schema (its `anyOf` entry of that `x-bus`);
+/// a broker's schema is the same for every bus.
+fn for_bus(schema: Value, bus: Option<&str>) -> Result<Value> {
+    let (Some(bus), Some(each)) = (bus, schema.get("anyOf").and_then(Value::as_array)) else {
+        return Ok(schema);
+    };
+    let buses: Vec<&str> = each
+        .iter()
+        .filter_map(|s| s.get("x-bus")?.as_str())
+        .collect();
+    each.iter()
+        .find(|s| s.get("x-bus").and_then(Value::as_str) == Some(bus))
+        .cloned()
+        .ok_or_else(|| anyhow!("unknown bus {bus:?}: use one of {}", buses.join(", ")))
 }

@@ -17,6 +17,8 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 pub enum Target {
     Topic(String),
     Group(String),
+    /// An ACL on a topic (a group's principal is granted Read on the topics it reads).
+    TopicAcl(String),
     /// A group's committed offsets on one topic.
     Offsets {
         group: String,
@@ -27,7 +29,7 @@ pub enum Target {
 impl Target {
     fn describe(&self) -> String {
         match self {
-            Target::Topic(t) => format!("topic {t:?}"),
+            Target::Topic(t) | Target::TopicAcl(t) => format!("topic {t:?}"),
             Target::Group(g) => format!("group {g:?}"),
             Target::Offsets { group, topic } => format!("group {group:?}'s offsets on {topic:?}"),
         }
@@ -36,6 +38,7 @@ impl Target {
     fn in_scope(&self, broker: &str, grant: &CallGrant) -> bool {
         match self {
             Target::Topic(t) => grant.may_write(broker, t, None),
+            Target::TopicAcl(t) => grant.may_grant_on_topic(broker, t),
             Target::Group(g) => grant.may_write_group(broker, g, None),
             Target::Offsets { group, topic } => grant.may_write_group(broker, group, Some(topic)),
         }
@@ -253,7 +256,7 @@ fn acl_target(rtype: i8, name: Option<&str>, pattern: i8) -> Result<Target, CapE
         }
     };
     match rtype {
-        ACL_TOPIC => Ok(Target::Topic(name)),
+        ACL_TOPIC => Ok(Target::TopicAcl(name)),
         ACL_GROUP => Ok(Target::Group(name)),
         other => refuse(format!(
             "an ACL or ACL filter on resource type {other} is refused: only topic (2) and group (3) ACLs"

@@ -477,6 +477,25 @@ fn acls_on_one_literal_topic_or_group_in_scope_only() {
             )
             .is_ok()
         );
+        // A group's principal is granted Read on the topic the group reads, and no other.
+        assert!(
+            judge(
+                ApiKey::CreateAcls,
+                v,
+                &enc(&r(acl(2, "orders", 3)), v),
+                &group_call()
+            )
+            .is_ok()
+        );
+        denied(
+            judge(
+                ApiKey::CreateAcls,
+                v,
+                &enc(&r(acl(2, "payments", 3)), v),
+                &group_call(),
+            ),
+            "\"payments\"",
+        );
         denied(
             judge(
                 ApiKey::CreateAcls,
