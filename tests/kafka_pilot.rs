@@ -313,3 +313,43 @@ fn a_groups_principal_gets_read_on_its_topic_and_group() {
         .collect();
     assert!(left.is_empty(), "the group's ACL outlived it: {left:?}");
 }
+
+#[test]
+fn a_group_with_live_members_is_not_deleted() {
+    // A consumer is still in `audit-log`: removing the group from the file plans a delete,
+    // and apply refuses it with the reason and the fix; once the consumer leaves, it goes.
+    let kafka = Kafka::start(KAFKA_VERSIONS[1]);
+    let check = kafka.check();
+    let project = project(&kafka);
+    apply_ok(&project);
+    let member = check.join("audit-log", TOPIC);
+    let without = pilot_yaml().replace(
+        "  - name: bmw-audit-log\n    type: infra.eventbus.consumer\n    config:\n      iac_provider: eventbus\n      stream_name: bmw.fulfillment\n      name: audit-log\n",
+        "",
+    );
+    assert_ne!(
+        without,
+        pilot_yaml(),
+        "test setup: the audit-log module is removed"
+    );
+    project.write_infra(&without);
+    let p = plan(&project, 2);
+    assert_eq!(actions_of(&p, "delete"), vec!["bmw-audit-log"], "{p}");
+    let out = project.run(&["apply"]);
+    out.expect_code(1);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains("live member") && text.contains("stop the group's consumers"),
+        "{out}"
+    );
+    assert!(
+        check.groups().contains(&"audit-log".to_string()),
+        "the group in use was deleted"
+    );
+    drop(member);
+    apply_ok(&project);
+    assert!(
+        !check.groups().contains(&"audit-log".to_string()),
+        "the group outlived its last member"
+    );
+}

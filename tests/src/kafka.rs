@@ -24,7 +24,7 @@
 mod check;
 mod setup;
 
-pub use check::KafkaCheck;
+pub use check::{KafkaCheck, Member};
 
 use crate::{TempDir, free_ports};
 use setup::{

@@ -26,6 +26,10 @@ What the server accepts (the fidelity suite's truth; a refusal is an answer, not
   create-topic-with NAME PARTITIONS RF CONFIGS_JSON   {"ok": true} or {"ok": false, "error", "message"}
   alter TOPIC KEY VALUE   an incremental SET of one topic config: {"ok": ...} as above
   partitions TOPIC N      raise the topic to N partitions: {"ok": ...} as above
+
+A live consumer (for refusals that need one):
+  join GROUP TOPIC        joins GROUP on TOPIC, prints {"joined": GROUP, "partitions": n} once
+                          assigned, stays a member until stdin closes, then {"left": GROUP}
 """
 
 import argparse
@@ -306,6 +310,27 @@ def produce(conf, name, n):
     return {"produced": int(n)}
 
 
+def join(conf, group_id, name):
+    """A live member of the group until stdin closes: prints {"joined": ...} once assigned."""
+    from confluent_kafka import Consumer
+    consumer = Consumer({**conf, "group.id": group_id, "enable.auto.commit": False,
+                         "session.timeout.ms": 10000})
+    CLIENT[:] = [consumer]
+    assigned = []
+    consumer.subscribe([name], on_assign=lambda _c, parts: assigned.extend(parts))
+    import select
+    announced = False
+    while True:
+        consumer.poll(0.2)
+        if assigned and not announced:
+            print(json.dumps({"joined": group_id, "partitions": len(assigned)}), flush=True)
+            announced = True
+        if select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.read(1):
+            break
+    consumer.close()
+    return {"left": group_id}
+
+
 def cluster(admin):
     desc = wait(admin.describe_cluster(request_timeout=TIMEOUT))
     return {
@@ -329,6 +354,7 @@ COMMANDS = {
     "create-topic-with": (create_topic_with, 4),
     "alter": (alter, 3),
     "partitions": (partitions, 2),
+    "join": (join, 2),
 }
 
 
@@ -346,7 +372,7 @@ def main():
         parser.error(f"{args.command} takes {arity} arguments, got {args.args}")
     conf = client_config(args)
     try:
-        if args.command == "produce":
+        if args.command in ("produce", "join"):
             answer = func(conf, *args.args)
         else:
             admin = AdminClient(conf)

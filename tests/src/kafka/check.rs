@@ -137,6 +137,34 @@ impl KafkaCheck {
         self.run("partitions", &[topic, &n.to_string()])
     }
 
+    /// A live member of `group` on `topic` (a confluent-kafka consumer), until dropped.
+    pub fn join(&self, group: &str, topic: &str) -> Member {
+        let script = workspace_root().join("tests/src/kafka_check.py");
+        let mut cmd = Command::new(python());
+        cmd.arg(&script).args(["--bootstrap", &self.bootstrap]);
+        if let Some((user, password, mechanism)) = &self.sasl {
+            cmd.args(["--sasl-user", user, "--sasl-password", password])
+                .args(["--sasl-mechanism", mechanism]);
+        }
+        let mut child = cmd
+            .args(["join", group, topic])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .owned()
+            .spawn()
+            .expect("start kafka_check.py join");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read the member's first line");
+        assert!(
+            line.contains("joined"),
+            "the consumer did not join {group}: {line:?}"
+        );
+        Member { child }
+    }
+
     /// `{"cluster_id", "controller", "brokers": n, "broker_ids": [..]}`.
     pub fn cluster(&self) -> Value {
         self.run("cluster", &[])
@@ -150,5 +178,17 @@ fn strings(v: Value) -> Vec<String> {
             .filter_map(|s| s.as_str().map(String::from))
             .collect(),
         other => panic!("kafka_check: not a list of names: {other}"),
+    }
+}
+
+/// A live consumer group member; it leaves the group when dropped.
+pub struct Member {
+    child: std::process::Child,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
     }
 }
