@@ -121,7 +121,7 @@ fn truth(check: &KafkaCheck, i: usize, case: &Case) -> (Verdict, String) {
     } else {
         check.try_alter(&twin, case.key, case.to)
     };
-    let detail = format!("{}", answer["error"].as_str().unwrap_or("accepted"));
+    let detail = answer["error"].as_str().unwrap_or("accepted").to_string();
     match (answer["ok"] == json!(true), case.key) {
         (true, _) => (Verdict::Update, detail),
         (false, "partitions") => (Verdict::Replace, detail),

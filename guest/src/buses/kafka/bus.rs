@@ -80,8 +80,12 @@ pub const BUS: Bus = Bus {
     preflight,
 };
 
-/// Topic configs Kafka added or removed in a release, against the cluster's recorded version.
-const CONFIG_RELEASES: &[(&str, Option<(u32, u32)>, Option<(u32, u32)>)] = &[
+/// A Kafka release, major and minor.
+type Release = (u32, u32);
+
+/// Topic configs Kafka added (first release) or removed (first release without), against the
+/// cluster's recorded version.
+const CONFIG_RELEASES: &[(&str, Option<Release>, Option<Release>)] = &[
     ("message.timestamp.before.max.ms", Some((3, 6)), None),
     ("message.timestamp.after.max.ms", Some((3, 6)), None),
     ("message.downconversion.enable", None, Some((4, 0))),

@@ -58,7 +58,7 @@ fn topic_name(name: &str) -> TopicName {
 /// What the server holds of a topic: partitions with their replicas, and every config.
 #[derive(Debug, Clone)]
 pub struct Live {
-    pub partitions: Vec<(i32, Vec<i32>)>,
+    pub partitions: Partitions,
     pub configs: BTreeMap<String, String>,
     pub overrides: Vec<String>,
     pub brokers: Vec<i32>,
@@ -74,7 +74,11 @@ impl Live {
     }
 }
 
-fn metadata(admin: &Admin, name: &str) -> Result<Option<(Vec<(i32, Vec<i32>)>, Vec<i32>)>> {
+/// A topic's partitions with their replicas' broker ids.
+type Partitions = Vec<(i32, Vec<i32>)>;
+
+/// The topic's partitions and the cluster's broker ids; None if the topic is not there (yet).
+fn metadata(admin: &Admin, name: &str) -> Result<Option<(Partitions, Vec<i32>)>> {
     let req = MetadataRequest::default()
         .with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(topic_name(name))),
