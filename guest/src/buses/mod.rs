@@ -209,6 +209,30 @@ pub fn preflight(actions: &mut [crate::model::Action]) -> Result<()> {
     Ok(())
 }
 
+/// A capability's refusal in wfctl's terms, `what` naming the request; `unknown` means the
+/// host does not know the broker, which says nothing about the resource (wfctl would drop a
+/// resource from state on a not-found delete), so it is reported with `grant_fix`.
+pub fn cap_error(
+    e: crate::bindings::eventbus::iac::capability_types::CapError,
+    what: &str,
+    grant_fix: &str,
+) -> Error {
+    use crate::bindings::eventbus::iac::capability_types::CapError;
+    let text = |m: String| {
+        if m.starts_with(what) {
+            m
+        } else {
+            format!("{what}: {m}")
+        }
+    };
+    match e {
+        CapError::Denied(m) => Error::Forbidden(text(m)),
+        CapError::Unavailable(m) => Error::Transient(text(m)),
+        CapError::Invalid(m) => Error::Internal(text(m)),
+        CapError::Unknown(m) => Error::invalid("", "config.broker_ref", text(m), grant_fix),
+    }
+}
+
 /// No server to ask: nothing to add.
 pub fn no_preflight(_: &crate::model::Action) -> Result<Vec<String>> {
     Ok(vec![])

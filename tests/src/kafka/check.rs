@@ -29,8 +29,8 @@ impl KafkaCheck {
         }
     }
 
-    /// One checker command (see kafka_check.py's usage): its JSON answer, or its error.
-    pub fn try_run(&self, command: &str, args: &[&str]) -> Result<Value, String> {
+    /// `python kafka_check.py --bootstrap ... [--sasl-...]`, ready for a command.
+    fn command(&self) -> Command {
         let script = workspace_root().join("tests/src/kafka_check.py");
         let mut cmd = Command::new(python());
         cmd.arg(&script).args(["--bootstrap", &self.bootstrap]);
@@ -38,6 +38,13 @@ impl KafkaCheck {
             cmd.args(["--sasl-user", user, "--sasl-password", password])
                 .args(["--sasl-mechanism", mechanism]);
         }
+        cmd
+    }
+
+    /// One checker command (see kafka_check.py's usage): its JSON answer, or its error.
+    pub fn try_run(&self, command: &str, args: &[&str]) -> Result<Value, String> {
+        let script = workspace_root().join("tests/src/kafka_check.py");
+        let mut cmd = self.command();
         let out = cmd
             .arg(command)
             .args(args)
@@ -139,13 +146,7 @@ impl KafkaCheck {
 
     /// A live member of `group` on `topic` (a confluent-kafka consumer), until dropped.
     pub fn join(&self, group: &str, topic: &str) -> Member {
-        let script = workspace_root().join("tests/src/kafka_check.py");
-        let mut cmd = Command::new(python());
-        cmd.arg(&script).args(["--bootstrap", &self.bootstrap]);
-        if let Some((user, password, mechanism)) = &self.sasl {
-            cmd.args(["--sasl-user", user, "--sasl-password", password])
-                .args(["--sasl-mechanism", mechanism]);
-        }
+        let mut cmd = self.command();
         let mut child = cmd
             .args(["join", group, topic])
             .stdin(Stdio::piped())

@@ -340,31 +340,8 @@ pub fn delete(r: &Ref) -> Result<()> {
     Ok(())
 }
 
+/// Where the cluster is and how it is reached, against the recorded identity: the same rules
+/// as a self-hosted NATS server (provider and target replace, the rest updates).
 pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
-    let c = crate::config::broker::parse(&spec.name, &spec.config).map_err(Error::Validation)?;
-    let live = current
-        .outputs
-        .get("identity")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for (k, want) in &c.identity {
-        let have = live.get(k).cloned().unwrap_or(Value::Null);
-        if &have != want {
-            let force = k == "provider" || k == "deploy_target";
-            out.push(Change {
-                path: k.clone(),
-                old: have,
-                new: want.clone(),
-                force_new: force,
-                reason: if force {
-                    format!("a broker cannot change its {k} in place")
-                } else {
-                    String::new()
-                },
-            });
-        }
-    }
-    Ok(out)
+    crate::targets::self_hosted::diff(spec, current)
 }

@@ -158,41 +158,53 @@ fn committed(
             .with_topics(None)
     };
     let r = admin.call(&req, route, &what)?;
-    let mut out: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
-    if v >= 8 {
-        for g in r.groups {
-            if g.error_code != NONE && g.error_code != GROUP_ID_NOT_FOUND {
-                return Err(errors::to_error(
-                    group,
-                    "config.name",
-                    &what,
-                    g.error_code,
-                    None,
-                ));
-            }
-            for t in g.topics {
-                let e = out.entry(t.name.to_string()).or_default();
-                for p in t.partitions.iter().filter(|p| p.committed_offset >= 0) {
-                    e.insert(p.partition_index, p.committed_offset);
+    // v8 answers per group, earlier versions for the one group: (error, topic, partitions).
+    let answers: Vec<(i16, String, Vec<(i32, i64)>)> = if v >= 8 {
+        r.groups
+            .into_iter()
+            .flat_map(|g| {
+                let code = g.error_code;
+                let topics: Vec<_> = g
+                    .topics
+                    .into_iter()
+                    .map(|t| {
+                        let parts = t
+                            .partitions
+                            .iter()
+                            .map(|p| (p.partition_index, p.committed_offset));
+                        (code, t.name.to_string(), parts.collect())
+                    })
+                    .collect();
+                if topics.is_empty() {
+                    vec![(code, String::new(), vec![])]
+                } else {
+                    topics
                 }
-            }
-        }
+            })
+            .collect()
     } else {
-        if r.error_code != NONE && r.error_code != GROUP_ID_NOT_FOUND {
-            return Err(errors::to_error(
-                group,
-                "config.name",
-                &what,
-                r.error_code,
-                None,
-            ));
+        let code = r.error_code;
+        let mut v: Vec<_> = r
+            .topics
+            .into_iter()
+            .map(|t| {
+                let parts = t
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset));
+                (code, t.name.to_string(), parts.collect())
+            })
+            .collect();
+        v.push((code, String::new(), vec![]));
+        v
+    };
+    let mut out: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
+    for (code, topic, parts) in answers {
+        if code != NONE && code != GROUP_ID_NOT_FOUND {
+            return Err(errors::to_error(group, "config.name", &what, code, None));
         }
-        for t in r.topics {
-            let e = out.entry(t.name.to_string()).or_default();
-            for p in t.partitions.iter().filter(|p| p.committed_offset >= 0) {
-                e.insert(p.partition_index, p.committed_offset);
-            }
-        }
+        let e = out.entry(topic).or_default();
+        e.extend(parts.into_iter().filter(|(_, off)| *off >= 0));
     }
     out.retain(|_, p| !p.is_empty());
     Ok(out)
@@ -581,16 +593,11 @@ pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     let c = parse(spec)?;
     let mut out = Vec::new();
     let o = &current.outputs;
-    let now_name = o.get("name").and_then(Value::as_str).unwrap_or("");
-    if !now_name.is_empty() && now_name != c.name {
-        out.push(Change {
-            path: "name".into(),
-            old: json!(now_name),
-            new: json!(c.name),
-            force_new: true,
-            reason: "a group id cannot change: a new group starts from deliver_policy and the old one is deleted".into(),
-        });
-    }
+    out.extend(super::renamed(
+        o,
+        &c.name,
+        "a group id cannot change: a new group starts from deliver_policy and the old one is deleted",
+    ));
     let mut now_topics: Vec<String> = o
         .get("topics")
         .and_then(|t| serde_json::from_value(t.clone()).ok())

@@ -40,24 +40,11 @@ thread_local! {
 }
 
 pub fn cap_error(e: CapError, what: &str) -> Error {
-    let text = |m: String| {
-        if m.starts_with(what) {
-            m
-        } else {
-            format!("{what}: {m}")
-        }
-    };
-    match e {
-        CapError::Denied(m) => Error::Forbidden(text(m)),
-        CapError::Unavailable(m) => Error::Transient(text(m)),
-        CapError::Invalid(m) => Error::Internal(text(m)),
-        CapError::Unknown(m) => Error::invalid(
-            "",
-            "config.broker_ref",
-            text(m),
-            "apply or declare the Kafka broker in the same run, or grant it in the iac.provider config (allow_kafka)",
-        ),
-    }
+    crate::buses::cap_error(
+        e,
+        what,
+        "apply or declare the Kafka broker in the same run, or grant it in the iac.provider config (allow_kafka)",
+    )
 }
 
 pub fn str_bytes(s: &str) -> StrBytes {
@@ -150,4 +137,23 @@ pub fn decode<T: Decodable + Message>(reply: &[u8], version: i16, what: &str) ->
     let mut buf = bytes::Bytes::copy_from_slice(reply);
     T::decode(&mut buf, version)
         .map_err(|e| Error::Internal(format!("{what}: the reply does not decode: {e}")))
+}
+
+/// A `name` that differs from the recorded one: Kafka renames nothing, so a replace.
+pub fn renamed(
+    outputs: &crate::model::Json,
+    want: &str,
+    reason: &str,
+) -> Option<crate::model::Change> {
+    let now = outputs
+        .get("name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    (!now.is_empty() && now != want).then(|| crate::model::Change {
+        path: "name".into(),
+        old: serde_json::json!(now),
+        new: serde_json::json!(want),
+        force_new: true,
+        reason: reason.into(),
+    })
 }

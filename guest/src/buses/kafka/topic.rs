@@ -487,16 +487,11 @@ pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
 /// Field-by-field: only what the file sets is compared, so broker defaults never drift.
 fn diff_live(resource: &str, c: &TopicCfg, outputs: &Json) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    let now_name = outputs.get("name").and_then(Value::as_str).unwrap_or("");
-    if !now_name.is_empty() && now_name != c.name {
-        out.push(Change {
-            path: "name".into(),
-            old: json!(now_name),
-            new: json!(c.name),
-            force_new: true,
-            reason: "Kafka cannot rename a topic: a new one is created and the old one deleted, with its messages".into(),
-        });
-    }
+    out.extend(super::renamed(
+        outputs,
+        &c.name,
+        "Kafka cannot rename a topic: a new one is created and the old one deleted, with its messages",
+    ));
     let int = |k: &str| outputs.get(k).and_then(Value::as_i64);
     if let (Some(want), Some(have)) = (c.partitions, int("partitions"))
         && i64::from(want) != have

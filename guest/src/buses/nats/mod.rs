@@ -68,26 +68,11 @@ thread_local! {
 }
 
 fn cap_error(e: CapError, what: &str) -> Error {
-    let text = |m: String| {
-        if m.starts_with(what) {
-            m
-        } else {
-            format!("{what}: {m}")
-        }
-    };
-    match e {
-        CapError::Denied(m) => Error::Forbidden(text(m)),
-        CapError::Unavailable(m) => Error::Transient(text(m)),
-        CapError::Invalid(m) => Error::Internal(text(m)),
-        // Not "not found": a broker the host cannot reach says nothing about the resource, and
-        // wfctl would drop a resource from state on a not-found delete.
-        CapError::Unknown(m) => Error::invalid(
-            "",
-            "config.broker_ref",
-            text(m),
-            "apply or declare the broker in the same run, or grant it in the iac.provider config (allow_nats)",
-        ),
-    }
+    crate::buses::cap_error(
+        e,
+        what,
+        "apply or declare the broker in the same run, or grant it in the iac.provider config (allow_nats)",
+    )
 }
 
 impl Js {
