@@ -14,13 +14,4 @@ trap cleanup EXIT
 echo "starting Apache Kafka (KRaft, one node)..."
 start_kafka "$work"
 echo "Kafka $KAFKA_VERSION at $KAFKA_BOOTSTRAP"
-state="$work/state.json"
-run() { echo; echo "\$ eventbus $*"; "$bin" -f "$file" --state "$state" "$@"; }
-
-run validate
-set +e; run plan; code=$?; set -e
-[ "$code" = 2 ] || { echo "expected plan to report changes (exit 2), got $code" >&2; exit 1; }
-run apply
-set +e; run plan; code=$?; set -e
-[ "$code" = 0 ] || { echo "expected an empty plan after apply (exit 0), got $code" >&2; exit 1; }
-run status
+pilot_steps "$bin" "$file" "$work/state.json"

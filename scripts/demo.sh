@@ -12,13 +12,4 @@ trap cleanup EXIT
 
 start_nats "$work"
 echo "nats-server $("$(nats_server_bin)" --version | awk '{print $2}') with JetStream at $NATS_URL"
-state="$work/state.json"
-run() { echo; echo "\$ eventbus $*"; "$bin" -f "$file" --state "$state" "$@"; }
-
-run validate
-set +e; run plan; code=$?; set -e
-[ "$code" = 2 ] || { echo "expected plan to report changes (exit 2), got $code" >&2; exit 1; }
-run apply
-set +e; run plan; code=$?; set -e
-[ "$code" = 0 ] || { echo "expected an empty plan after apply (exit 0), got $code" >&2; exit 1; }
-run status
+pilot_steps "$bin" "$file" "$work/state.json"

@@ -78,3 +78,17 @@ PROPS
   KAFKA_VERSION="$version"
   export KAFKA_BOOTSTRAP KAFKA_PID KAFKA_VERSION
 }
+
+# pilot_steps BIN FILE STATE: validate, a plan with changes (exit 2), apply, an empty plan
+# (exit 0) and status, each command shown before it runs; fails if a plan says otherwise.
+pilot_steps() {
+  local bin="$1" file="$2" state="$3" code
+  run() { echo; echo "\$ eventbus $*"; "$bin" -f "$file" --state "$state" "$@"; }
+  run validate
+  set +e; run plan; code=$?; set -e
+  [ "$code" = 2 ] || { echo "expected plan to report changes (exit 2), got $code" >&2; return 1; }
+  run apply
+  set +e; run plan; code=$?; set -e
+  [ "$code" = 0 ] || { echo "expected an empty plan after apply (exit 0), got $code" >&2; return 1; }
+  run status
+}
