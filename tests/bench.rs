@@ -2,7 +2,11 @@
 //! one machine and one local nats-server started here (JetStream, temp store dir; the
 //! benchmark's streams use `storage: memory` unless `BENCH_STORAGE=file`).
 //!
-//! 1. Apply of N streams x 6 consumers through `target/debug/eventbus apply` against
+//! The CLI is `eventbus_bin()`: `target/debug/eventbus`, or `EVENTBUS_BIN`, which `just bench`
+//! points at the release build (`target/release/eventbus`, what `just package` ships) while
+//! this binary is built with `--release` too.
+//!
+//! 1. Apply of N streams x 6 consumers through `eventbus apply` against
 //!    (a) the practical limit: the same JetStream API requests (captured from our own apply,
 //!    byte for byte) replayed by native async-nats on one connection with the same
 //!    concurrency as `--parallelism`, every consumer after its stream; and (b) the same
@@ -15,13 +19,18 @@
 //!    against the same diff called natively (`eventbus_guest::drivers::diff`).
 //! 5. Peak host RSS of the CLI (VmHWM polled from /proc, and the kernel's ru_maxrss) and peak
 //!    guest linear memory (found in-process by bisecting the per-instance memory limit).
+//! 6. Side by side with OpenTofu and terraform-provider-jetstream (scripts/tofu.sh builds both;
+//!    `BENCH_TOFU`, `BENCH_TOFU_PROVIDER`, else `.cache/tofu/`; left out when absent): the
+//!    pilot and each size as Terraform files generated from the same infra, on the same
+//!    server: apply from empty, no-op plans, an apply of one changed field; wall and CPU.
 //!
 //! Timings are printed, never asserted. `cargo test` runs a tiny version (N=5, few calls) to
 //! keep the harness alive; `BENCH_FULL=1` (what `just bench` sets) runs N=100 and N=1000.
 //! Knobs: `BENCH_SMALL=1`, `BENCH_N=100,1000`, `BENCH_PARALLELISM` (default 8, the CLI's
-//! default), `BENCH_STORAGE=memory|file`, `BENCH_CALLS` (boundary calls), `BENCH_REPEAT`.
-//! The last line is `bench: apply/limit=<r1> apply/per-connection=<r2>
-//! noop-plan-7000=<t>ms warm-start=<t>ms boundary=<t>us`.
+//! default), `BENCH_STORAGE=memory|file`, `BENCH_CALLS` (boundary calls), `BENCH_REPEAT`,
+//! `BENCH_TOFU_N` (sizes for OpenTofu, default the same; 0: the pilot only), `BENCH_TOFU=0`.
+//! The last line is `bench: apply/limit=<r> noop-plan-7000=<t>ms boundary=<t>us
+//! warm-start=<t>ms tofu/ours-apply=<x> tofu/ours-plan=<y>`.
 
 use bytes::Bytes;
 use eventbus_host::caps::Caps;
@@ -58,6 +67,8 @@ struct Opts {
     warm_starts: usize,
     plan_repeats: usize,
     repeat_override: Option<usize>,
+    /// Sizes of the side-by-side with OpenTofu (the pilot always runs first).
+    tofu_sizes: Vec<usize>,
 }
 
 impl Opts {
@@ -66,14 +77,20 @@ impl Opts {
         let num = |k: &str| var(k).and_then(|v| v.trim().parse::<usize>().ok());
         let small = var("BENCH_SMALL").is_some_and(|v| v != "0");
         let full = !small && var("BENCH_FULL").is_some_and(|v| v != "0");
-        let sizes = var("BENCH_N")
-            .map(|v| {
+        let list = |k: &str| {
+            var(k).map(|v| {
                 v.split(',')
                     .filter_map(|s| s.trim().parse().ok())
                     .collect::<Vec<usize>>()
             })
+        };
+        let sizes = list("BENCH_N")
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| if full { vec![100, 1000] } else { vec![5] });
+        // BENCH_TOFU_N=0: the pilot only.
+        let tofu_sizes = list("BENCH_TOFU_N")
+            .map(|v| v.into_iter().filter(|&n| n > 0).collect())
+            .unwrap_or_else(|| sizes.clone());
         Opts {
             full,
             sizes,
@@ -86,6 +103,7 @@ impl Opts {
             warm_starts: if full { 7 } else { 2 },
             plan_repeats: if full { 3 } else { 1 },
             repeat_override: num("BENCH_REPEAT"),
+            tofu_sizes,
         }
     }
 
@@ -141,9 +159,34 @@ fn native_label() -> String {
     if !native::ENABLED {
         return "not measured: build with --features bench-native".into();
     }
+    if !cfg!(debug_assertions) {
+        // The workspace's release profile: the guest crate at the component's own opt-level.
+        return "release profile: guest crate at opt-level s, its deps at 3".into();
+    }
     match std::env::var("BENCH_GUEST_OPT") {
-        Ok(o) if !o.is_empty() => format!("guest crate at opt-level {o}, its deps at 0"),
+        Ok(o) if !o.is_empty() => format!("guest crate at opt-level {o}, its deps at 2"),
         _ => "guest crate at opt-level 0, dev profile".into(),
+    }
+}
+
+/// How the CLI under test was built, from where it lives (`EVENTBUS_BIN` names another).
+fn cli_build() -> &'static str {
+    let bin = eventbus_bin();
+    let parent = bin.parent().and_then(Path::file_name);
+    match parent.and_then(|p| p.to_str()) {
+        Some("release") => "release build",
+        Some("debug") => "debug build: `just bench` measures the release build",
+        _ => "given by EVENTBUS_BIN",
+    }
+}
+
+/// How this benchmark binary (the in-process boundary, re-enactments, native baselines) was
+/// built.
+fn in_process_build() -> &'static str {
+    if cfg!(debug_assertions) {
+        "dev profile (our crates at opt-level 0, dependencies at 2)"
+    } else {
+        "release profile"
     }
 }
 
@@ -772,7 +815,25 @@ mod native {
     /// Per-call microseconds of `eventbus_guest::drivers::diff` on parsed values, and of the
     /// export's whole work (JSON text in, diff, changes out as JSON text), as lib.rs's `diff`
     /// does it inside the component.
+    /// Natively there is no host to ask which bus a broker runs (the component imports that):
+    /// tell the guest crate up front, as a plan learns it from the specs in the component.
+    fn learn_buses(broker_refs: impl IntoIterator<Item = String>) {
+        eventbus_guest::buses::learn("", "nats");
+        for b in broker_refs {
+            eventbus_guest::buses::learn(&b, "nats");
+        }
+    }
+
+    fn broker_ref(s: &wit::ResourceSpec) -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(&s.config_json)
+            .ok()?
+            .get("broker_ref")?
+            .as_str()
+            .map(String::from)
+    }
+
     pub fn diff_us(calls: usize, s: &wit::ResourceSpec, o: &wit::ResourceOutput) -> (f64, f64) {
+        learn_buses(broker_ref(s));
         let (ns, no) = (spec(s), output(o));
         if !eventbus_guest::drivers::diff(&ns, &no)
             .unwrap_or_else(|e| fail(format!("native diff: {e}")))
@@ -801,6 +862,7 @@ mod native {
     /// Milliseconds of `eventbus_guest::plan::plan` on parsed values (no boundary, no JSON
     /// text); it must find nothing to do.
     pub fn noop_plan_ms(specs: &[wit::ResourceSpec], current: &[wit::ResourceState]) -> f64 {
+        learn_buses(specs.iter().filter_map(broker_ref));
         let specs: Vec<Spec> = specs.iter().map(spec).collect();
         let cur: Vec<State> = current
             .iter()
@@ -1578,6 +1640,563 @@ fn profile_noop_plan(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Side by side with what users would pick instead: OpenTofu driving nats-io's
+// terraform-provider-jetstream (scripts/tofu.sh builds both at pinned versions), on the same
+// nats-server, from Terraform files generated from the same infra.
+
+struct Tofu {
+    bin: PathBuf,
+    /// The directory holding `terraform-provider-jetstream` (dev_overrides points here).
+    provider_dir: PathBuf,
+    version: String,
+    provider_version: String,
+}
+
+/// `BENCH_TOFU` (the tofu binary) and `BENCH_TOFU_PROVIDER` (the provider's directory), as
+/// scripts/tofu.sh prints them; without them the newest build in `.cache/tofu/`; `BENCH_TOFU=0`
+/// leaves the comparison out.
+fn find_tofu() -> Result<Tofu, String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if var("BENCH_TOFU").as_deref() == Some("0") {
+        return Err("BENCH_TOFU=0".into());
+    }
+    let newest = |prefix: &str, file: &str| -> Option<PathBuf> {
+        let dir = workspace_root().join(".cache/tofu");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .map(|e| e.path().join(file))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    };
+    let bin = var("BENCH_TOFU")
+        .map(PathBuf::from)
+        .or_else(|| newest("opentofu-", "tofu"))
+        .ok_or("no OpenTofu: run scripts/tofu.sh (or set BENCH_TOFU)")?;
+    let provider_dir = var("BENCH_TOFU_PROVIDER")
+        .map(PathBuf::from)
+        .or_else(|| {
+            newest(
+                "terraform-provider-jetstream-",
+                "terraform-provider-jetstream",
+            )
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        })
+        .ok_or(
+            "no terraform-provider-jetstream: run scripts/tofu.sh (or set BENCH_TOFU_PROVIDER)",
+        )?;
+    if !provider_dir.join("terraform-provider-jetstream").is_file() {
+        return Err(format!(
+            "{} holds no terraform-provider-jetstream",
+            provider_dir.display()
+        ));
+    }
+    let out = Command::new(&bin)
+        .arg("version")
+        .owned()
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let provider_version = std::fs::read_to_string(provider_dir.join("VERSION"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|_| "unknown version".into());
+    Ok(Tofu {
+        bin,
+        provider_dir,
+        version,
+        provider_version,
+    })
+}
+
+/// A Terraform identifier for one of our resource names.
+fn tf_label(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        s
+    } else {
+        format!("r_{s}")
+    }
+}
+
+/// Seconds in one of our durations (`168h`, `30s`, `15m`, `500ms`).
+fn duration_secs(v: &Value) -> Result<u64, String> {
+    let s = v.as_str().ok_or(format!("duration {v} is not a string"))?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or(format!("duration {s:?} has no unit"))?;
+    let n: u64 = s[..split].parse().map_err(|_| format!("duration {s:?}"))?;
+    match &s[split..] {
+        "s" => Ok(n),
+        "m" => Ok(n * 60),
+        "h" => Ok(n * 3600),
+        "ms" if n.is_multiple_of(1000) => Ok(n / 1000),
+        u => Err(format!("duration {s:?}: no mapping for unit {u:?}")),
+    }
+}
+
+fn hcl(v: &Value) -> String {
+    // HCL's string, number, bool and list literals are JSON's.
+    v.to_string()
+}
+
+/// The Terraform equivalent of an infra file, field by field: the broker becomes the
+/// `jetstream` provider's `servers`, each stream a `jetstream_stream`, each consumer a
+/// `jetstream_consumer` whose `stream_id` references its stream (so Terraform orders them as
+/// we do). A field with no equivalent fails the run rather than being dropped.
+fn terraform(specs: &[wit::ResourceSpec]) -> String {
+    let config = |s: &wit::ResourceSpec| -> serde_json::Map<String, Value> {
+        match serde_json::from_str(&s.config_json) {
+            Ok(Value::Object(m)) => m,
+            _ => fail(format!("{}: config is not an object", s.name)),
+        }
+    };
+    let unmapped = |s: &wit::ResourceSpec, k: &str| -> ! {
+        fail(format!(
+            "{}: no terraform-provider-jetstream equivalent for config.{k}",
+            s.name
+        ))
+    };
+    let mut labels: HashMap<String, String> = HashMap::new();
+    for s in specs {
+        if s.resource_type == "infra.eventbus.stream"
+            && let Some(n) = config(s).get("name").and_then(Value::as_str)
+        {
+            labels.insert(n.to_string(), tf_label(&s.name));
+        }
+    }
+    let mut servers = None;
+    let mut body = String::new();
+    for s in specs {
+        let cfg = config(s);
+        let mut lines: Vec<String> = Vec::new();
+        match s.resource_type.as_str() {
+            "infra.eventbus" => {
+                for (k, v) in &cfg {
+                    match k.as_str() {
+                        "url" => servers = Some(v.clone()),
+                        "deploy_target" if v == "self_hosted" => {}
+                        "provider" if v == "nats" => {}
+                        "jetstream" if v.get("enabled") == Some(&json!(true)) => {}
+                        "iac_provider" => {}
+                        _ => unmapped(s, k),
+                    }
+                }
+                continue;
+            }
+            "infra.eventbus.stream" => {
+                for (k, v) in &cfg {
+                    match k.as_str() {
+                        "name" | "subjects" | "storage" => lines.push(format!("{k} = {}", hcl(v))),
+                        "retention_policy" => lines.push(format!("retention = {}", hcl(v))),
+                        "max_age" => lines.push(format!(
+                            "max_age = {}",
+                            duration_secs(v).unwrap_or_else(|e| fail(format!("{}: {e}", s.name)))
+                        )),
+                        "iac_provider" | "broker_ref" => {}
+                        _ => unmapped(s, k),
+                    }
+                }
+                body.push_str(&format!(
+                    "resource \"jetstream_stream\" \"{}\" {{\n",
+                    tf_label(&s.name)
+                ));
+            }
+            "infra.eventbus.consumer" => {
+                let mut deliver = "deliver_all";
+                for (k, v) in &cfg {
+                    match k.as_str() {
+                        "name" => lines.push(format!("durable_name = {}", hcl(v))),
+                        "stream_name" => {
+                            let label =
+                                v.as_str().and_then(|n| labels.get(n)).unwrap_or_else(|| {
+                                    fail(format!("{}: stream {v} not declared", s.name))
+                                });
+                            lines.push(format!("stream_id = jetstream_stream.{label}.id"));
+                        }
+                        "filter_subject" | "ack_policy" => lines.push(format!("{k} = {}", hcl(v))),
+                        "max_deliver" => lines.push(format!("max_delivery = {}", hcl(v))),
+                        "deliver_policy" => {
+                            deliver = match v.as_str() {
+                                Some("all") => "deliver_all",
+                                Some("new") => "deliver_new",
+                                Some("last") => "deliver_last",
+                                Some("last_per_subject") => "deliver_last_per_subject",
+                                _ => unmapped(s, k),
+                            }
+                        }
+                        "iac_provider" => {}
+                        _ => unmapped(s, k),
+                    }
+                }
+                // Ours defaults to deliver_policy all; the provider wants exactly one of these.
+                lines.push(format!("{deliver} = true"));
+                body.push_str(&format!(
+                    "resource \"jetstream_consumer\" \"{}\" {{\n",
+                    tf_label(&s.name)
+                ));
+            }
+            t => fail(format!(
+                "{}: no terraform-provider-jetstream equivalent for {t}",
+                s.name
+            )),
+        }
+        for l in lines {
+            body.push_str("  ");
+            body.push_str(&l);
+            body.push('\n');
+        }
+        body.push_str("}\n\n");
+    }
+    let servers = servers.unwrap_or_else(|| fail("the infra declares no self_hosted broker url"));
+    format!(
+        "terraform {{\n  required_providers {{\n    jetstream = {{ source = \"nats-io/jetstream\" }}\n  }}\n}}\n\n\
+         provider \"jetstream\" {{\n  servers = {}\n}}\n\n{body}",
+        hcl(&servers)
+    )
+}
+
+/// One tool's run of the comparison: wall ms, CPU ms of the process (and of the provider
+/// process OpenTofu starts and reaps: wait4 counts reaped descendants), nats-server's CPU ms.
+#[derive(Clone, Copy, Default)]
+struct Timed {
+    wall: f64,
+    cpu: f64,
+    server_cpu: f64,
+}
+
+#[derive(Default)]
+struct Side {
+    apply: Timed,
+    plan: Timed,
+    plan_refresh: Timed,
+    change: Timed,
+}
+
+struct Comparison {
+    label: String,
+    resources: usize,
+    ours: Side,
+    tofu: Side,
+    /// Fields in which the server's configs differ after our apply and after OpenTofu's.
+    config_diffs: Vec<String>,
+}
+
+fn timed(
+    env: &Env,
+    what: &str,
+    cmd: Command,
+    want: &[i32],
+    timeout: Duration,
+) -> (Timed, Measured) {
+    let server = proc_cpu_ms(env.server_pid);
+    let m = run_measured(cmd, timeout);
+    let server_cpu = proc_cpu_ms(env.server_pid) - server;
+    if !want.contains(&m.code) {
+        fail(format!(
+            "{what}: exit {} (want {want:?}):\n{}\n{}",
+            m.code,
+            tail(&m.stdout),
+            tail(&m.stderr)
+        ));
+    }
+    (
+        Timed {
+            wall: ms(m.wall),
+            cpu: m.cpu_ms,
+            server_cpu,
+        },
+        m,
+    )
+}
+
+/// Every stream's and consumer's config as the server reports it, by `stream S` and
+/// `consumer S/C`.
+fn server_configs(env: &Env) -> BTreeMap<String, Value> {
+    let names = |subject: &str, key: &str| -> Vec<String> {
+        env.js(subject, &json!({"offset": 0}))[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = BTreeMap::new();
+    for s in names("$JS.API.STREAM.NAMES", "streams") {
+        let info = env.js(&format!("$JS.API.STREAM.INFO.{s}"), &Value::Null);
+        out.insert(format!("stream {s}"), info["config"].clone());
+        for c in names(&format!("$JS.API.CONSUMER.NAMES.{s}"), "consumers") {
+            let info = env.js(&format!("$JS.API.CONSUMER.INFO.{s}.{c}"), &Value::Null);
+            out.insert(format!("consumer {s}/{c}"), info["config"].clone());
+        }
+    }
+    out
+}
+
+/// Where the server's configs differ after our apply and after OpenTofu's, one line per
+/// kind, field and pair of values, with how many resources show it.
+fn config_diffs(ours: &BTreeMap<String, Value>, theirs: &BTreeMap<String, Value>) -> Vec<String> {
+    let show = |v: Option<&Value>| v.map_or("unset".to_string(), Value::to_string);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut add = |line: String| *seen.entry(line).or_insert(0) += 1;
+    for (k, a) in ours {
+        let kind = k.split(' ').next().unwrap_or("");
+        let Some(b) = theirs.get(k) else {
+            add(format!("{kind}: only ours created it"));
+            continue;
+        };
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+            continue;
+        };
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for f in keys {
+            // Metadata carries the server's own _nats.* keys (the API level of the request).
+            if f == "metadata" || f == "created" {
+                continue;
+            }
+            if a.get(f) != b.get(f) {
+                add(format!(
+                    "{kind} {f}: {} (ours) vs {} (tofu)",
+                    show(a.get(f)),
+                    show(b.get(f))
+                ));
+            }
+        }
+    }
+    for k in theirs.keys().filter(|k| !ours.contains_key(*k)) {
+        add(format!(
+            "{}: only tofu created it",
+            k.split(' ').next().unwrap_or("")
+        ));
+    }
+    seen.into_iter()
+        .map(|(line, n)| format!("{line}, on {n}"))
+        .collect()
+}
+
+/// The same work with both tools on the same (empty) server: apply from empty, a no-op plan
+/// without and with reading every resource from the server, and an apply of one changed field
+/// (the first stream's max_age, 168h -> 336h). `doc` is our infra file as JSON.
+fn compare_tofu(env: &Env, tofu: &Tofu, opts: &Opts, label: &str, doc: &Value) -> Comparison {
+    let dir = TempDir::new("bench-tofu");
+    let file = dir.path().join("infra.yaml");
+    let (streams, consumers) = {
+        let mods = doc["modules"].as_array().cloned().unwrap_or_default();
+        let count = |t: &str| mods.iter().filter(|m| m["type"] == t).count();
+        (
+            count("infra.eventbus.stream"),
+            count("infra.eventbus.consumer"),
+        )
+    };
+    fn first_stream(doc: &mut Value) -> &mut Value {
+        doc["modules"]
+            .as_array_mut()
+            .and_then(|m| m.iter_mut().find(|m| m["type"] == "infra.eventbus.stream"))
+            .unwrap_or_else(|| fail("the infra has no stream"))
+    }
+    let mut changed = doc.clone();
+    let stream_name = {
+        let s = first_stream(&mut changed);
+        s["config"]["max_age"] = json!("336h");
+        s["config"]["name"].as_str().unwrap_or_default().to_string()
+    };
+    let write =
+        |doc: &Value| std::fs::write(&file, serde_json::to_string_pretty(doc).unwrap()).unwrap();
+    let max_age_on_server = || {
+        env.js(&format!("$JS.API.STREAM.INFO.{stream_name}"), &Value::Null)["config"]["max_age"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let resources = 1 + streams + consumers;
+    println!(
+        "\n== side by side with OpenTofu, {label}: {streams} streams, {consumers} consumers ({resources} resources for us with the broker; {} for Terraform)",
+        streams + consumers
+    );
+    let long = Duration::from_secs(3600);
+
+    // Ours.
+    env.wipe();
+    write(doc);
+    let state = dir.path().join("state.json");
+    let p = opts.parallelism.to_string();
+    let mut ours = Side::default();
+    let (t, m) = timed(
+        env,
+        "our apply",
+        cli(
+            env,
+            &file,
+            &state,
+            &["-o", "json", "--parallelism", &p, "apply"],
+        ),
+        &[0],
+        long,
+    );
+    summarize_actions(&m.stdout).unwrap_or_else(|e| fail(e));
+    env.expect_counts("after our apply", streams, consumers);
+    ours.apply = t;
+    let ours_configs = server_configs(env);
+    ours.plan = timed(
+        env,
+        "our no-op plan",
+        cli(env, &file, &state, &["plan"]),
+        &[0],
+        long,
+    )
+    .0;
+    ours.plan_refresh = timed(
+        env,
+        "our no-op plan --refresh",
+        cli(env, &file, &state, &["plan", "--refresh"]),
+        &[0],
+        long,
+    )
+    .0;
+    write(&changed);
+    ours.change = timed(
+        env,
+        "our apply of one change",
+        cli(
+            env,
+            &file,
+            &state,
+            &["-o", "json", "--parallelism", &p, "apply"],
+        ),
+        &[0],
+        long,
+    )
+    .0;
+    if max_age_on_server() != 336 * 3600 * 1_000_000_000 {
+        fail(format!(
+            "after our apply of the change, {stream_name}'s max_age is not 336h"
+        ));
+    }
+    println!(
+        "  ours: apply {:.0} ms, no-op plan {:.0} ms, no-op plan --refresh {:.0} ms, apply of one change {:.0} ms",
+        ours.apply.wall, ours.plan.wall, ours.plan_refresh.wall, ours.change.wall
+    );
+
+    // OpenTofu, in its own directory with a CLI config pointing at the local provider build
+    // (dev_overrides: no registry, no `tofu init`).
+    env.wipe();
+    let work = dir.path().join("tf");
+    std::fs::create_dir_all(&work).unwrap();
+    let rc = dir.path().join("tofurc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  dev_overrides {{\n    \"nats-io/jetstream\" = {}\n  }}\n  direct {{}}\n}}\n",
+            hcl(&json!(tofu.provider_dir.to_string_lossy()))
+        ),
+    )
+    .unwrap();
+    let tf_for = |doc: &Value| {
+        write(doc);
+        std::fs::write(work.join("main.tf"), terraform(&load_infra(&file).specs)).unwrap();
+    };
+    let tofu_cmd = |args: &[&str]| {
+        let mut cmd = Command::new(&tofu.bin);
+        cmd.current_dir(&work)
+            .args(args)
+            .args(["-input=false", "-no-color"])
+            .env("TF_CLI_CONFIG_FILE", &rc)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env_remove("TF_LOG")
+            .env_remove("TF_CLI_ARGS")
+            .env_remove("TF_DATA_DIR");
+        cmd
+    };
+    tf_for(doc);
+    let apply = timed(
+        env,
+        "tofu apply",
+        tofu_cmd(&["apply", "-auto-approve"]),
+        &[0],
+        long,
+    )
+    .0;
+    env.expect_counts("after tofu apply", streams, consumers);
+    let tofu_configs = server_configs(env);
+    let mut tofu_side = Side {
+        apply,
+        ..Side::default()
+    };
+    tofu_side.plan_refresh = timed(
+        env,
+        "tofu no-op plan",
+        tofu_cmd(&["plan", "-detailed-exitcode"]),
+        &[0],
+        long,
+    )
+    .0;
+    tofu_side.plan = timed(
+        env,
+        "tofu no-op plan -refresh=false",
+        tofu_cmd(&["plan", "-detailed-exitcode", "-refresh=false"]),
+        &[0],
+        long,
+    )
+    .0;
+    tf_for(&changed);
+    tofu_side.change = timed(
+        env,
+        "tofu apply of one change",
+        tofu_cmd(&["apply", "-auto-approve"]),
+        &[0],
+        long,
+    )
+    .0;
+    if max_age_on_server() != 336 * 3600 * 1_000_000_000 {
+        fail(format!(
+            "after tofu's apply of the change, {stream_name}'s max_age is not 336h"
+        ));
+    }
+    env.expect_counts("after tofu's apply of one change", streams, consumers);
+    println!(
+        "  tofu: apply {:.0} ms, no-op plan {:.0} ms (-refresh=false {:.0} ms), apply of one change {:.0} ms",
+        tofu_side.apply.wall,
+        tofu_side.plan_refresh.wall,
+        tofu_side.plan.wall,
+        tofu_side.change.wall
+    );
+    env.wipe();
+    let config_diffs = config_diffs(&ours_configs, &tofu_configs);
+    Comparison {
+        label: label.to_string(),
+        resources,
+        ours,
+        tofu: tofu_side,
+        config_diffs,
+    }
+}
+
+/// The pilot's infra file as JSON.
+fn pilot_doc() -> Value {
+    let text =
+        std::fs::read_to_string(pilot_path()).unwrap_or_else(|e| fail(format!("pilot: {e}")));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| fail(format!("pilot: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -1649,9 +2268,14 @@ fn main() {
         machine()
     );
     println!(
-        "host: {} (debug build, the project's one profile); component: {}",
+        "host: {} ({}); component: {} ({} KB); in-process measurements: {}",
         eventbus_bin().display(),
-        wasm.display()
+        cli_build(),
+        wasm.display(),
+        std::fs::metadata(&wasm)
+            .map(|m| m.len() / 1000)
+            .unwrap_or(0),
+        in_process_build()
     );
     let server = NatsServer::start();
     println!(
@@ -1774,6 +2398,35 @@ fn main() {
         .iter()
         .map(|&n| measure_size(&env, &opts, n, n == largest))
         .collect();
+
+    // The same work with OpenTofu and terraform-provider-jetstream: the pilot, then each size.
+    let tofu = find_tofu();
+    let mut vs: Vec<Comparison> = Vec::new();
+    match &tofu {
+        Ok(t) => {
+            println!(
+                "\n== OpenTofu: {} ({}), terraform-provider-jetstream {} ({})",
+                t.version,
+                t.bin.display(),
+                t.provider_version,
+                t.provider_dir.display()
+            );
+            vs.push(compare_tofu(&env, t, &opts, "the pilot", &pilot_doc()));
+            for &n in &opts.tofu_sizes {
+                let doc = serde_json::from_str(&infra(n, opts.per_stream, &opts.storage)).unwrap();
+                vs.push(compare_tofu(&env, t, &opts, &format!("N={n}"), &doc));
+            }
+        }
+        Err(e) => {
+            // Without OpenTofu the Terraform files are still generated, so the mapping from
+            // our configs stays checked (CI runs this).
+            let tf = terraform(&load_infra(&pilot_path()).specs);
+            println!(
+                "\n== side by side with OpenTofu: not measured ({e}); the pilot as Terraform: {} resources",
+                tf.matches("\nresource ").count()
+            );
+        }
+    }
 
     // The table.
     let big = sizes.iter().find(|s| s.n == largest).unwrap();
@@ -1928,7 +2581,54 @@ fn main() {
         b.wasm_consumer_us - b.native_consumer_us
     );
     println!("| new instance + initialize | {:.2} ms | |", b.instance_ms);
-    println!("\n== where the time goes (in-process re-enactment, same debug build; ms)\n");
+    for c in &vs {
+        let row = |what: &str, o: Timed, t: Timed, target: &str| {
+            println!(
+                "| vs OpenTofu, {} ({} resources), {what}: ours / tofu, wall ms (CPU ms; nats-server CPU ms) | {:.0} ({:.0}; {:.0}) / {:.0} ({:.0}; {:.0}) = tofu/ours {:.1}x wall, {:.1}x CPU | {target}|",
+                c.label,
+                c.resources,
+                o.wall,
+                o.cpu,
+                o.server_cpu,
+                t.wall,
+                t.cpu,
+                t.server_cpu,
+                t.wall / o.wall,
+                t.cpu / o.cpu
+            );
+        };
+        let big = c.label == "N=1000";
+        let ten = if big { ">= 10x " } else { "" };
+        row("apply from empty", c.ours.apply, c.tofu.apply, ten);
+        row(
+            "no-op plan reading every resource (`plan --refresh` / `plan`)",
+            c.ours.plan_refresh,
+            c.tofu.plan_refresh,
+            ten,
+        );
+        row(
+            "no-op plan from state (`plan` / `plan -refresh=false`)",
+            c.ours.plan,
+            c.tofu.plan,
+            "",
+        );
+        row(
+            "no-op plan as each runs by default (`plan` / `plan`)",
+            c.ours.plan,
+            c.tofu.plan_refresh,
+            "",
+        );
+        row(
+            "apply of one changed field (`apply` / `apply`, each as by default)",
+            c.ours.change,
+            c.tofu.change,
+            "",
+        );
+    }
+    println!(
+        "\n== where the time goes (in-process re-enactment with the host library, {}; ms)\n",
+        in_process_build()
+    );
     print!("  {:<68}", "step");
     for s in &sizes {
         print!(" {:>10}", format!("N={}", s.n));
@@ -1956,12 +2656,40 @@ fn main() {
             big.n, big.resources
         );
     }
+    if let Some(c) = vs.first() {
+        println!(
+            "\nthe server's configs after our apply and after OpenTofu's ({}, {} resources): {}",
+            c.label,
+            c.resources,
+            if c.config_diffs.is_empty() {
+                "the same"
+            } else {
+                "differ in"
+            }
+        );
+        for d in &c.config_diffs {
+            println!("  {d}");
+        }
+    }
+    // The ratios at the largest size OpenTofu ran (like for like: each tool's apply, and each
+    // no-op plan that reads every resource from the server).
+    let (tofu_apply, tofu_plan) = match vs.last() {
+        Some(c) => {
+            println!("(tofu/ours ratios: {}, {} resources)", c.label, c.resources);
+            (
+                c.tofu.apply.wall / c.ours.apply.wall,
+                c.tofu.plan_refresh.wall / c.ours.plan_refresh.wall,
+            )
+        }
+        None => (f64::NAN, f64::NAN),
+    };
     println!(
-        "bench: apply/limit={:.2} apply/per-connection={:.2} noop-plan-7000={:.0}ms warm-start={:.1}ms boundary={:.1}us",
+        "bench: apply/limit={:.2} noop-plan-7000={:.0}ms boundary={:.1}us warm-start={:.1}ms tofu/ours-apply={:.1} tofu/ours-plan={:.1}",
         big.ours() / big.limit(),
-        big.ours() / big.perconn(),
         big.noop(),
+        boundary_us,
         warm_ms,
-        boundary_us
+        tofu_apply,
+        tofu_plan
     );
 }
