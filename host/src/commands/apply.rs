@@ -14,6 +14,7 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::task::JoinSet;
@@ -112,25 +113,108 @@ struct Shared {
     pool: Arc<Pool>,
     state: Mutex<State>,
     provider_ref: String,
+    journal: GroupCommit,
 }
 
-/// Waits until the journal line just appended is on disk (outside the state lock, so the
-/// syncs of concurrent actions overlap).
-async fn durable(journal: std::fs::File) -> Result<()> {
-    tokio::task::spawn_blocking(move || journal.sync_data())
-        .await
-        .map_err(|e| anyhow::anyhow!("syncing the state journal: {e}"))?
-        .map_err(|e| anyhow::anyhow!("syncing the state journal: {e}"))
+impl Shared {
+    /// Appends one action's result (built from the state as it is, under its lock) to the
+    /// journal and waits until it is durable.
+    async fn record(&self, entry: impl FnOnce(&State) -> Entry) -> Result<()> {
+        let (journal, line) = {
+            let mut state = self.state.lock().expect("state");
+            let e = entry(&state);
+            let journal = state.append(e)?;
+            // Numbered under the state lock, so every line up to a number read later has
+            // been written to the journal.
+            (
+                journal,
+                self.journal.appended.fetch_add(1, Ordering::SeqCst) + 1,
+            )
+        };
+        self.journal.durable(line, journal).await
+    }
+}
+
+/// Group commit for the state journal: one fdatasync at a time, each covering every line
+/// written before it started, so actions finishing close together share one sync. An action
+/// returns (counts as done, so its dependents may start) only once a sync that began after
+/// its own line was written has finished.
+#[derive(Default)]
+struct GroupCommit {
+    /// Lines appended so far (numbered from 1).
+    appended: AtomicU64,
+    sync: Mutex<Synced>,
+    finished: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Synced {
+    /// Every line up to this one is on disk.
+    durable: u64,
+    running: bool,
+    syncs: u64,
+}
+
+impl GroupCommit {
+    async fn durable(&self, line: u64, journal: std::fs::File) -> Result<()> {
+        loop {
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            let lead = {
+                let mut s = self.sync.lock().expect("journal sync");
+                if s.durable >= line {
+                    return Ok(());
+                }
+                if s.running {
+                    // Registered before the lock is released, so the end of the running sync
+                    // still wakes this waiter.
+                    finished.as_mut().enable();
+                    false
+                } else {
+                    s.running = true;
+                    true
+                }
+            };
+            if !lead {
+                // The running sync may have started before this line was written: wait for
+                // it, then look again (and lead the next one if still needed).
+                finished.await;
+                continue;
+            }
+            // Every line written so far, this one among them, rides on this sync.
+            let upto = self.appended.load(Ordering::SeqCst);
+            let r = tokio::task::spawn_blocking(move || journal.sync_data())
+                .await
+                .map_err(|e| anyhow::anyhow!("syncing the state journal: {e}"))
+                .and_then(|r| r.map_err(|e| anyhow::anyhow!("syncing the state journal: {e}")));
+            {
+                let mut s = self.sync.lock().expect("journal sync");
+                s.running = false;
+                if r.is_ok() {
+                    s.durable = s.durable.max(upto);
+                    s.syncs += 1;
+                }
+            }
+            self.finished.notify_waiters();
+            return r;
+        }
+    }
+
+    /// (lines appended, syncs that carried them).
+    fn counts(&self) -> (u64, u64) {
+        let syncs = self.sync.lock().expect("journal sync").syncs;
+        (self.appended.load(Ordering::SeqCst), syncs)
+    }
 }
 
 async fn delete(sh: &Shared, r: &wit::ResourceRef) -> Result<std::result::Result<(), String>> {
     let res = sh.pool.get().await?.delete(r).await;
     match res {
         Ok(Ok(())) => {
-            let journal = sh.state.lock().expect("state").append(Entry::Remove {
+            sh.record(|_| Entry::Remove {
                 name: r.name.clone(),
-            })?;
-            durable(journal).await?;
+            })
+            .await?;
             if r.resource_type == "infra.eventbus" {
                 sh.pool.rt.caps.forget_broker(&r.name);
             }
@@ -163,15 +247,13 @@ async fn create_or_update(
                 caps.grant_broker_outputs(&outputs);
                 caps.register_broker(&a.resource.name, &outputs);
             }
-            let journal = {
-                let mut state = sh.state.lock().expect("state");
-                let prev = state.get(&a.resource.name).cloned();
-                let rec = record_from(&a.resource, &out, &sh.provider_ref, prev.as_ref());
-                state.append(Entry::Upsert {
-                    record: Box::new(rec),
-                })?
-            };
-            durable(journal).await?;
+            sh.record(|state| {
+                let prev = state.get(&a.resource.name);
+                Entry::Upsert {
+                    record: Box::new(record_from(&a.resource, &out, &sh.provider_ref, prev)),
+                }
+            })
+            .await?;
             Ok(Ok(()))
         }
         Ok(Err(e)) => Ok(Err(error_text(&e))),
@@ -295,6 +377,7 @@ pub async fn execute(
         pool: session.pool.clone(),
         state: Mutex::new(state),
         provider_ref: session.infra.provider_module.clone(),
+        journal: GroupCommit::default(),
     });
     let mut outcomes = Vec::with_capacity(total);
     let mut running: JoinSet<Finished> = JoinSet::new();
@@ -391,6 +474,8 @@ pub async fn execute(
             total - done
         );
     }
+    let (lines, syncs) = shared.journal.counts();
+    tracing::debug!(lines, syncs, "state journal: group commit");
     let shared =
         Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("internal: actions still running"))?;
     let mut state = shared.state.into_inner().expect("state");
