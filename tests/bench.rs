@@ -1696,13 +1696,15 @@ fn find_tofu() -> Result<Tofu, String> {
     }
     let out = Command::new(&bin)
         .arg("version")
+        // No user CLI config (without one it prints a warning first).
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
         .owned()
         .output()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     let version = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .next()
-        .unwrap_or("")
+        .find(|l| l.starts_with("OpenTofu"))
+        .unwrap_or("OpenTofu, unknown version")
         .trim()
         .to_string();
     let provider_version = std::fs::read_to_string(provider_dir.join("VERSION"))
