@@ -158,7 +158,11 @@ pub fn live(admin: &Admin, name: &str) -> Result<Option<Live>> {
     let Some((partitions, brokers)) = metadata(admin, name)? else {
         return Ok(None);
     };
-    let (configs, overrides) = configs(admin, name)?;
+    // Deleted between the two questions (a destroy racing a killed apply's leftovers): gone.
+    let (configs, overrides) = match configs(admin, name) {
+        Err(Error::NotFound(_)) => return Ok(None),
+        other => other?,
+    };
     Ok(Some(Live {
         partitions,
         configs,
