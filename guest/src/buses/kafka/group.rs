@@ -138,6 +138,9 @@ fn describe(admin: &Admin, route: Route, group: &str) -> Result<(String, usize)>
     Ok((g.group_state.to_string(), g.members.len()))
 }
 
+/// One topic of an OffsetFetch answer: error code, topic, (partition, committed offset).
+type Answer = (i16, String, Vec<(i32, i64)>);
+
 /// The group's committed offsets: topic -> partition -> offset.
 fn committed(
     admin: &Admin,
@@ -159,7 +162,7 @@ fn committed(
     };
     let r = admin.call(&req, route, &what)?;
     // v8 answers per group, earlier versions for the one group: (error, topic, partitions).
-    let answers: Vec<(i16, String, Vec<(i32, i64)>)> = if v >= 8 {
+    let answers: Vec<Answer> = if v >= 8 {
         r.groups
             .into_iter()
             .flat_map(|g| {
