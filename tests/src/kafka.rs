@@ -25,10 +25,12 @@ mod check;
 mod setup;
 
 pub use check::{KafkaCheck, Member};
+pub use setup::make_ca;
 
 use crate::{TempDir, free_ports};
 use setup::{
-    format_storage, java, kafka_libs, random_cluster_id, server_properties, write, write_logging,
+    format_storage, java, kafka_libs, make_tls, random_cluster_id, server_properties, write,
+    write_logging,
 };
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -97,6 +99,10 @@ pub struct KafkaOpts {
     /// user exists for SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN (and is a super user). Plain
     /// words only: no quotes, commas, brackets or backslashes.
     pub sasl: Option<(String, String)>,
+    /// The client listener on TLS: SSL, or SASL_SSL with `sasl`. A throwaway CA and a server
+    /// certificate for 127.0.0.1 (an IP SAN) are made with the `openssl` CLI in the cluster's
+    /// temp dir; clients trust [`Kafka::ca`]. The brokers' own listeners stay PLAINTEXT.
+    pub tls: bool,
 }
 
 impl Default for KafkaOpts {
@@ -104,6 +110,7 @@ impl Default for KafkaOpts {
         KafkaOpts {
             nodes: 1,
             sasl: None,
+            tls: false,
         }
     }
 }
@@ -121,6 +128,8 @@ pub struct Kafka {
     pub bootstrap: String,
     /// The SASL user and password clients must use, if any.
     pub sasl: Option<(String, String)>,
+    /// With `KafkaOpts.tls`: the CA certificate (PEM) clients must trust, in the temp dir.
+    pub ca: Option<PathBuf>,
     /// The KRaft cluster id the storage was formatted with.
     pub cluster_id: String,
     /// From formatting the storage to ready (the last attempt's, when ports had to be
@@ -174,13 +183,18 @@ impl Kafka {
         self.nodes.iter().map(|n| n.id).collect()
     }
 
-    /// A checker on this cluster, as its SASL user (SCRAM-SHA-512) when it has one.
+    /// A checker on this cluster, as its SASL user (SCRAM-SHA-512) when it has one, over TLS
+    /// trusting [`Kafka::ca`] when the cluster has TLS.
     pub fn check(&self) -> KafkaCheck {
-        match &self.sasl {
+        let check = match &self.sasl {
             Some((user, password)) => {
                 KafkaCheck::sasl(&self.bootstrap, user, password, "SCRAM-SHA-512")
             }
             None => KafkaCheck::new(&self.bootstrap),
+        };
+        match &self.ca {
+            Some(ca) => check.with_ca(ca),
+            None => check,
         }
     }
 
@@ -214,12 +228,13 @@ impl Kafka {
     fn spawn(version: &str, libs: &Path, opts: &KafkaOpts) -> Kafka {
         let n = opts.nodes;
         let dir = TempDir::new("kafka");
-        let ports = free_ports(n * 3); // client, controller, internal (SASL only) per node
+        let ports = free_ports(n * 3); // client, controller, internal (SASL or TLS) per node
         let port = |i: usize, kind: usize| ports[i * 3 + kind];
         let voters: Vec<String> = (0..n)
             .map(|i| format!("{}@127.0.0.1:{}", i + 1, port(i, 1)))
             .collect();
         let cluster_id = random_cluster_id();
+        let tls = opts.tls.then(|| make_tls(dir.path()));
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
             let node_dir = dir.path().join(format!("node{}", i + 1));
@@ -230,6 +245,7 @@ impl Kafka {
                 &voters.join(","),
                 [port(i, 0), port(i, 1), port(i, 2)],
                 opts,
+                tls.as_ref(),
             );
             write(&node_dir.join("server.properties"), &props);
             write_logging(&node_dir);
@@ -267,6 +283,7 @@ impl Kafka {
             version: version.to_string(),
             bootstrap,
             sasl: opts.sasl.clone(),
+            ca: tls.map(|t| t.ca),
             cluster_id,
             startup: Duration::ZERO,
             nodes,

@@ -6,7 +6,11 @@ one JSON document on stdout; a failure exits 1 with the reason on stderr.
 
 Usage:
   kafka_check.py --bootstrap HOST:PORT[,...] [--sasl-user U --sasl-password P
-                 [--sasl-mechanism SCRAM-SHA-512|SCRAM-SHA-256|PLAIN]] COMMAND [ARGS]
+                 [--sasl-mechanism SCRAM-SHA-512|SCRAM-SHA-256|PLAIN]] [--ssl-ca CA.pem]
+                 COMMAND [ARGS]
+
+--ssl-ca: TLS (SSL, or SASL_SSL with --sasl-user), trusting that CA certificate (the broker's
+name checked as librdkafka does by default).
 
 Commands (answers):
   topic NAME              {"name", "topic_id", "partitions", "replication_factor", "configs":
@@ -81,10 +85,12 @@ def client_config(args):
         "log_level": 2,  # librdkafka's own log: only what is critical; errors come via error_cb
         "error_cb": ERRORS.append,
     }
+    if args.ssl_ca is not None:
+        conf.update({"security.protocol": "SSL", "ssl.ca.location": args.ssl_ca})
     if args.sasl_user is not None:
         conf.update(
             {
-                "security.protocol": "SASL_PLAINTEXT",
+                "security.protocol": "SASL_SSL" if args.ssl_ca is not None else "SASL_PLAINTEXT",
                 "sasl.mechanism": args.sasl_mechanism,
                 "sasl.username": args.sasl_user,
                 "sasl.password": args.sasl_password,
@@ -364,6 +370,7 @@ def main():
     parser.add_argument("--sasl-user")
     parser.add_argument("--sasl-password", default="")
     parser.add_argument("--sasl-mechanism", default="SCRAM-SHA-512")
+    parser.add_argument("--ssl-ca")
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("args", nargs="*")
     args = parser.parse_args()

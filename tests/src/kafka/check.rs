@@ -2,6 +2,7 @@
 //! (one process per command, about 0.2 s to 0.5 s, answering JSON).
 
 use crate::{Owned, Value, python, workspace_root};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// confluent-kafka's view of a cluster (`tests/src/kafka_check.py`); every method runs one
@@ -10,6 +11,8 @@ pub struct KafkaCheck {
     bootstrap: String,
     /// `(user, password, mechanism)`
     sasl: Option<(String, String, String)>,
+    /// TLS (SSL, or SASL_SSL with `sasl`) trusting this CA certificate (PEM).
+    ca: Option<PathBuf>,
 }
 
 impl KafkaCheck {
@@ -18,6 +21,7 @@ impl KafkaCheck {
         KafkaCheck {
             bootstrap: bootstrap.to_string(),
             sasl: None,
+            ca: None,
         }
     }
 
@@ -26,7 +30,14 @@ impl KafkaCheck {
         KafkaCheck {
             bootstrap: bootstrap.to_string(),
             sasl: Some((user.into(), password.into(), mechanism.into())),
+            ca: None,
         }
+    }
+
+    /// The same client over TLS (SSL, or SASL_SSL), trusting the CA certificate `ca` (PEM).
+    pub fn with_ca(mut self, ca: &Path) -> KafkaCheck {
+        self.ca = Some(ca.to_path_buf());
+        self
     }
 
     /// `python kafka_check.py --bootstrap ... [--sasl-...]`, ready for a command.
@@ -37,6 +48,9 @@ impl KafkaCheck {
         if let Some((user, password, mechanism)) = &self.sasl {
             cmd.args(["--sasl-user", user, "--sasl-password", password])
                 .args(["--sasl-mechanism", mechanism]);
+        }
+        if let Some(ca) = &self.ca {
+            cmd.arg("--ssl-ca").arg(ca);
         }
         cmd
     }

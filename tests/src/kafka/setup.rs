@@ -95,13 +95,137 @@ pub(super) fn format_storage(libs: &Path, dir: &Path, cluster_id: &str, opts: &K
     })
 }
 
+/// A throwaway TLS setup for `KafkaOpts.tls`, made with the `openssl` CLI in a cluster's temp
+/// dir: a CA (`ca.pem`, what clients trust) and a server certificate for 127.0.0.1 (an IP SAN)
+/// signed by it, with its unencrypted PKCS#8 key.
+pub(super) struct Tls {
+    pub ca: PathBuf,
+    /// The server certificate then the CA's, PEM.
+    pub chain: String,
+    /// The server's private key, PEM (`BEGIN PRIVATE KEY`, unencrypted PKCS#8).
+    pub key: String,
+}
+
+/// `openssl` with `args` in `dir`, panicking with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl (KafkaOpts.tls needs it): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA named `name` (`<name>.pem`, `<name>.key`) in `dir`; its certificate's path.
+pub fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-noenc",
+            "-days",
+            "2",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    dir.join(cert)
+}
+
+/// The CA and the server certificate for 127.0.0.1 in `dir`.
+pub(super) fn make_tls(dir: &Path) -> Tls {
+    let ca = make_ca(dir, "ca");
+    write(
+        &dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\n\
+         basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\n",
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-noenc",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.join(f).display()))
+    };
+    let key = read("server.key");
+    assert!(
+        key.contains("BEGIN PRIVATE KEY"),
+        "openssl did not write PKCS#8: {key}"
+    );
+    Tls {
+        chain: read("server.pem") + &read("ca.pem"),
+        key,
+        ca,
+    }
+}
+
+/// A PEM as one `server.properties` value: its newlines as `\n` escapes.
+fn pem_value(pem: &str) -> String {
+    pem.trim().replace('\n', "\\n")
+}
+
 /// A node's `server.properties`; `ports` are its client, controller and internal listeners'.
+/// With `tls`, the client listener is SSL (SASL_SSL with `opts.sasl`), the others PLAINTEXT.
 pub(super) fn server_properties(
     id: i32,
     dir: &Path,
     voters: &str,
     ports: [u16; 3],
     opts: &KafkaOpts,
+    tls: Option<&Tls>,
 ) -> String {
     let [client, controller, internal] = ports;
     let p = format!(
@@ -123,29 +247,48 @@ pub(super) fn server_properties(
          authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n",
         data = dir.join("data").display()
     );
-    let lines: Vec<String> = match &opts.sasl {
-        None => vec![
+    let mut lines: Vec<String> = match (&opts.sasl, tls.is_some()) {
+        (None, false) => vec![
             format!("listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}"),
             format!("advertised.listeners=PLAINTEXT://127.0.0.1:{client}"),
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
             "inter.broker.listener.name=PLAINTEXT".into(),
             "super.users=User:ANONYMOUS".into(),
         ],
-        // Clients on SASL_PLAINTEXT; the brokers among themselves on INTERNAL (PLAINTEXT).
-        Some((user, password)) => {
+        // Clients on SSL (no client certificates, so they are User:ANONYMOUS); the brokers
+        // among themselves on INTERNAL (PLAINTEXT).
+        (None, true) => {
+            let (ssl, internal) = (
+                format!("SSL://127.0.0.1:{client}"),
+                format!("INTERNAL://127.0.0.1:{internal}"),
+            );
+            vec![
+                format!("listeners={ssl},{internal},CONTROLLER://127.0.0.1:{controller}"),
+                format!("advertised.listeners={ssl},{internal}"),
+                "listener.security.protocol.map=SSL:SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+                    .into(),
+                "inter.broker.listener.name=INTERNAL".into(),
+                "super.users=User:ANONYMOUS".into(),
+            ]
+        }
+        // Clients on SASL_PLAINTEXT (SASL_SSL with tls); the brokers among themselves on
+        // INTERNAL (PLAINTEXT).
+        (Some((user, password)), tls) => {
             let plain = "org.apache.kafka.common.security.plain.PlainLoginModule";
             let scram = "org.apache.kafka.common.security.scram.ScramLoginModule";
-            let jaas = "listener.name.sasl_plaintext";
+            let name = if tls { "SASL_SSL" } else { "SASL_PLAINTEXT" };
+            let jaas = format!("listener.name.{}", name.to_lowercase());
             let (sasl, internal) = (
-                format!("SASL_PLAINTEXT://127.0.0.1:{client}"),
+                format!("{name}://127.0.0.1:{client}"),
                 format!("INTERNAL://127.0.0.1:{internal}"),
             );
             vec![
                 format!("listeners={sasl},{internal},CONTROLLER://127.0.0.1:{controller}"),
                 format!("advertised.listeners={sasl},{internal}"),
-                "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,\
-                 INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
-                    .into(),
+                format!(
+                    "listener.security.protocol.map={name}:{name},\
+                     INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+                ),
                 "inter.broker.listener.name=INTERNAL".into(),
                 "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
                 format!(
@@ -157,6 +300,16 @@ pub(super) fn server_properties(
             ]
         }
     };
+    // Kafka's PEM key store, inline (newlines escaped): an unencrypted PKCS#8 key, so
+    // ssl.key.password stays unset (with one, Kafka reads the key as encrypted PKCS#8).
+    if let Some(tls) = tls {
+        lines.extend([
+            "ssl.keystore.type=PEM".into(),
+            format!("ssl.keystore.certificate.chain={}", pem_value(&tls.chain)),
+            format!("ssl.keystore.key={}", pem_value(&tls.key)),
+            "ssl.client.auth=none".into(),
+        ]);
+    }
     p + &lines.join("\n") + "\n"
 }
 
