@@ -310,11 +310,9 @@ async fn open_bootstrap(e: &KafkaEndpoint, ctx: &Ctx<'_>) -> Result<Conn, CapErr
         match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
             Ok(Ok(c)) => return Ok(c),
             Ok(Err(CapError::Denied(m))) => return Err(CapError::Denied(m)),
-            Ok(Err(
-                CapError::Unavailable(m)
-                | CapError::Invalid(m)
-                | CapError::Unknown(m),
-            )) => failures.push(m),
+            Ok(Err(CapError::Unavailable(m) | CapError::Invalid(m) | CapError::Unknown(m))) => {
+                failures.push(m)
+            }
             Err(_) => failures.push(format!(
                 "{server}: no connection within {CONNECT_TIMEOUT:?}"
             )),
