@@ -3,18 +3,13 @@
 //! demanding user expects, and destroy. Every step is judged by an independent client
 //! (confluent-kafka, `KafkaCheck`), never by what the CLI says of itself.
 
-use eventbus_tests::kafka::{KAFKA_VERSIONS, Kafka, KafkaCheck};
+use eventbus_tests::kafka::{
+    KAFKA_VERSIONS, Kafka, PILOT_GROUPS, PILOT_TOPIC, assert_pilot_groups,
+};
 use eventbus_tests::{Output, Project, Value, json, workspace_root};
 
-const TOPIC: &str = "bmw.fulfillment";
-const GROUPS: [&str; 6] = [
-    "audit-log",
-    "customer-notify",
-    "inventory-reserve",
-    "orders-intake",
-    "payment-capture",
-    "shipment-dispatch",
-];
+const TOPIC: &str = PILOT_TOPIC;
+const GROUPS: [&str; 6] = PILOT_GROUPS;
 
 fn pilot_yaml() -> String {
     std::fs::read_to_string(workspace_root().join("examples/bmw-kafka/infra.yaml"))
@@ -54,34 +49,6 @@ fn actions_of<'a>(plan: &'a Value, kind: &str) -> Vec<&'a str> {
         .unwrap_or_default()
 }
 
-/// Every pilot group on the server, each with a committed position on all 6 partitions.
-#[track_caller]
-fn assert_groups(check: &KafkaCheck) {
-    let groups: Vec<String> = check
-        .groups()
-        .into_iter()
-        .filter(|g| GROUPS.contains(&g.as_str()))
-        .collect();
-    assert_eq!(
-        groups,
-        GROUPS.map(String::from).to_vec(),
-        "groups on the server"
-    );
-    for g in GROUPS {
-        let v = check
-            .group(g)
-            .unwrap_or_else(|| panic!("group {g} is not on the server"));
-        let offsets = v["offsets"][TOPIC]
-            .as_object()
-            .unwrap_or_else(|| panic!("{g}: no offsets on {TOPIC}: {v}"));
-        assert_eq!(
-            offsets.len(),
-            6,
-            "{g} has a position on every partition: {v}"
-        );
-    }
-}
-
 fn lifecycle(version: &str) {
     let kafka = Kafka::start(version);
     let check = kafka.check();
@@ -108,7 +75,7 @@ fn lifecycle(version: &str) {
         check.topic_config(TOPIC, "max.message.bytes").as_deref(),
         Some("1048576")
     );
-    assert_groups(&check);
+    assert_pilot_groups(&check);
 
     // Nothing left to do: broker defaults the file does not set never show as drift.
     let p = plan(&project, 0);

@@ -5,18 +5,14 @@
 //! platform's, read by rustls-native-certs, which takes SSL_CERT_FILE instead when it is set).
 //! Judged by confluent-kafka (`KafkaCheck`, over TLS trusting the same CA).
 
-use eventbus_tests::kafka::{KAFKA_VERSIONS, Kafka, KafkaCheck, KafkaOpts, make_ca};
+use eventbus_tests::kafka::{
+    KAFKA_VERSIONS, Kafka, KafkaCheck, KafkaOpts, PILOT_GROUPS, PILOT_TOPIC, assert_pilot_groups,
+    make_ca,
+};
 use eventbus_tests::{Cli, Output, Project, TempDir, Value, json, workspace_root};
 
-const TOPIC: &str = "bmw.fulfillment";
-const GROUPS: [&str; 6] = [
-    "audit-log",
-    "customer-notify",
-    "inventory-reserve",
-    "orders-intake",
-    "payment-capture",
-    "shipment-dispatch",
-];
+const TOPIC: &str = PILOT_TOPIC;
+const GROUPS: [&str; 6] = PILOT_GROUPS;
 const USER: &str = "provisioner";
 const PASSWORD: &str = "s3cret-pw";
 
@@ -121,26 +117,7 @@ fn the_pilot_on_sasl_ssl_trusts_only_the_given_ca() {
         check.topic_config(TOPIC, "retention.ms").as_deref(),
         Some("604800000")
     );
-    let groups: Vec<String> = check
-        .groups()
-        .into_iter()
-        .filter(|g| GROUPS.contains(&g.as_str()))
-        .collect();
-    assert_eq!(
-        groups,
-        GROUPS.map(String::from).to_vec(),
-        "groups on the server"
-    );
-    for g in GROUPS {
-        let v = check
-            .group(g)
-            .unwrap_or_else(|| panic!("group {g} is not on the server"));
-        assert_eq!(
-            v["offsets"][TOPIC].as_object().map(|o| o.len()),
-            Some(6),
-            "{g} has a position on every partition: {v}"
-        );
-    }
+    assert_pilot_groups(&check);
 
     // A second plan is empty, also when it reads every resource back over TLS (--refresh).
     for args in [&["plan"][..], &["plan", "--refresh"]] {

@@ -345,3 +345,39 @@ impl Drop for Kafka {
         self.stop();
     }
 }
+
+/// The Kafka pilot's topic and consumer groups (examples/bmw-kafka/infra.yaml).
+pub const PILOT_TOPIC: &str = "bmw.fulfillment";
+pub const PILOT_GROUPS: [&str; 6] = [
+    "audit-log",
+    "customer-notify",
+    "inventory-reserve",
+    "orders-intake",
+    "payment-capture",
+    "shipment-dispatch",
+];
+
+/// Every pilot group on the server, each with a committed position on all 6 partitions.
+#[track_caller]
+pub fn assert_pilot_groups(check: &KafkaCheck) {
+    let groups: Vec<String> = check
+        .groups()
+        .into_iter()
+        .filter(|g| PILOT_GROUPS.contains(&g.as_str()))
+        .collect();
+    assert_eq!(
+        groups,
+        PILOT_GROUPS.map(String::from).to_vec(),
+        "groups on the server"
+    );
+    for g in PILOT_GROUPS {
+        let v = check
+            .group(g)
+            .unwrap_or_else(|| panic!("group {g} is not on the server"));
+        assert_eq!(
+            v["offsets"][PILOT_TOPIC].as_object().map(|o| o.len()),
+            Some(6),
+            "{g} has a position on every partition: {v}"
+        );
+    }
+}
