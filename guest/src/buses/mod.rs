@@ -19,38 +19,94 @@ pub const BUSES: &[&Bus] = &[&nats::BUS, &kafka::BUS];
 /// The bus of a broker whose outputs or config do not say (state written before Kafka).
 pub const DEFAULT_BUS: &str = "nats";
 
-/// What plan needs to know of a stream before any server is asked.
-#[derive(Debug, Clone, Default)]
-pub struct StreamSummary {
-    /// The server-side name (JetStream stream, Kafka topic).
-    pub name: String,
-    pub broker_ref: Option<String>,
-    /// Subjects the stream claims (NATS); two streams on a broker must not overlap.
-    pub subjects: Vec<String>,
+/// A stream's or consumer's config as its bus parsed and normalised it: once, at the edge
+/// (`plan`'s resolve, or the export being called), and then handed to every later step
+/// (references, version checks, diffs, requests). A bus adds its variants here.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Config {
+    NatsStream(nats::stream_config::StreamCfg),
+    NatsConsumer(nats::consumer_config::ConsumerCfg),
+    KafkaTopic(kafka::topic_config::TopicCfg),
+    KafkaGroup(kafka::group_config::GroupCfg),
 }
 
-/// What plan needs to know of a consumer before any server is asked.
-#[derive(Debug, Clone, Default)]
-pub struct ConsumerSummary {
-    pub name: String,
-    /// The streams (topics) it reads; the first is the one it is recorded under.
-    pub streams: Vec<String>,
-    pub broker_ref: Option<String>,
+impl Config {
+    /// The server-side name (JetStream stream or consumer, Kafka topic or group).
+    pub fn name(&self) -> &str {
+        match self {
+            Config::NatsStream(c) => &c.name,
+            Config::NatsConsumer(c) => &c.name,
+            Config::KafkaTopic(c) => &c.name,
+            Config::KafkaGroup(c) => &c.name,
+        }
+    }
+
+    pub fn broker_ref(&self) -> Option<&str> {
+        match self {
+            Config::NatsStream(c) => c.broker_ref.as_deref(),
+            Config::NatsConsumer(c) => c.broker_ref.as_deref(),
+            Config::KafkaTopic(c) => c.broker_ref.as_deref(),
+            Config::KafkaGroup(c) => c.broker_ref.as_deref(),
+        }
+    }
+
+    /// The broker `resolve` found for it (named, the only one, or its stream's).
+    pub fn set_broker_ref(&mut self, broker: &str) {
+        let b = Some(broker.to_string());
+        match self {
+            Config::NatsStream(c) => c.broker_ref = b,
+            Config::NatsConsumer(c) => c.broker_ref = b,
+            Config::KafkaTopic(c) => c.broker_ref = b,
+            Config::KafkaGroup(c) => c.broker_ref = b,
+        }
+    }
+
+    /// Subjects a stream claims (NATS); two streams on a broker must not overlap.
+    pub fn subjects(&self) -> Vec<&str> {
+        match self {
+            Config::NatsStream(c) => c.subjects(),
+            _ => vec![],
+        }
+    }
+
+    /// The streams (topics) a consumer reads; the first is the one it is recorded under.
+    pub fn streams(&self) -> Vec<&str> {
+        match self {
+            Config::NatsConsumer(c) => vec![c.stream_name.as_str()],
+            Config::KafkaGroup(c) => c.topics.iter().map(String::as_str).collect(),
+            _ => vec![],
+        }
+    }
 }
 
-/// One resource kind (stream or consumer) on one bus.
-pub struct Kind<S> {
-    pub parse: fn(&Spec) -> std::result::Result<S, Vec<FieldDiag>>,
-    pub create: fn(&Spec) -> Result<Output>,
+/// The config a bus function was handed was parsed by another bus or kind: a routing bug.
+pub fn mismatch(want: &str, got: &Config) -> Error {
+    Error::Internal(format!(
+        "expected the config of {want}, got {}",
+        match got {
+            Config::NatsStream(_) => "a NATS stream",
+            Config::NatsConsumer(_) => "a NATS consumer",
+            Config::KafkaTopic(_) => "a Kafka topic",
+            Config::KafkaGroup(_) => "a Kafka consumer group",
+        }
+    ))
+}
+
+/// One resource kind (stream or consumer) on one bus. Every function after `parse` takes the
+/// resource's name (for diagnostics) and its parsed config.
+pub struct Kind {
+    pub parse: fn(&Spec) -> std::result::Result<Config, Vec<FieldDiag>>,
+    pub create: fn(&str, &Config) -> Result<Output>,
     pub read: fn(&Ref) -> Result<Output>,
-    pub update: fn(&Ref, &Spec) -> Result<Output>,
+    pub update: fn(&Ref, &str, &Config) -> Result<Output>,
     pub delete: fn(&Ref) -> Result<()>,
-    /// Desired spec against recorded outputs, without asking the server.
-    pub diff: fn(&Spec, &Output) -> Result<Vec<Change>>,
+    /// Desired config against the outputs recorded by the last apply or read, without
+    /// asking the server.
+    pub diff: fn(&str, &Config, &Json) -> Result<Vec<Change>>,
     /// Fields the server version recorded for this resource or its broker does not know.
-    pub check_version: fn(&Spec, &str) -> Vec<FieldDiag>,
+    pub check_version: fn(&str, &Config, &str) -> Vec<FieldDiag>,
     /// What a create would be refused for, found without a server.
-    pub check_create: fn(&Spec) -> Option<FieldDiag>,
+    pub check_create: fn(&str, &Config) -> Option<FieldDiag>,
     /// The plan's note for a replace: what is lost.
     pub replace_note: &'static str,
     /// JSON Schema of the config.
@@ -62,8 +118,8 @@ pub struct Kind<S> {
 pub struct Bus {
     /// The broker's `provider`: nats, kafka.
     pub name: &'static str,
-    pub stream: Kind<StreamSummary>,
-    pub consumer: Kind<ConsumerSummary>,
+    pub stream: Kind,
+    pub consumer: Kind,
     /// Asks the server whether it would accept a planned create or update without changing
     /// anything (Kafka's validate_only). Notes for the plan, or the server's refusal.
     pub preflight: fn(&crate::model::Action) -> Result<Vec<String>>,
@@ -134,65 +190,65 @@ pub fn for_ref(r: &Ref) -> Result<&'static Bus> {
     of_broker(broker_of_id(&r.provider_id))
 }
 
+impl Bus {
+    /// Its entry for a stream or a consumer.
+    pub fn kind(&self, rtype: &str) -> &Kind {
+        if rtype == STREAM {
+            &self.stream
+        } else {
+            &self.consumer
+        }
+    }
+}
+
+/// A stream's or consumer's spec parsed by the bus of its broker: the edge of an export
+/// that is handed one.
+pub fn parse(spec: &Spec) -> Result<(&'static Bus, Config)> {
+    let bus = for_spec(spec)?;
+    let c = (bus.kind(&spec.rtype).parse)(spec).map_err(Error::Validation)?;
+    Ok((bus, c))
+}
+
 /// The driver calls for a stream or consumer, routed to its bus.
 pub fn create(spec: &Spec) -> Result<Output> {
-    let bus = for_spec(spec)?;
-    if spec.rtype == STREAM {
-        (bus.stream.create)(spec)
-    } else {
-        (bus.consumer.create)(spec)
-    }
+    let (bus, c) = parse(spec)?;
+    (bus.kind(&spec.rtype).create)(&spec.name, &c)
 }
 
 pub fn read(r: &Ref) -> Result<Output> {
-    let bus = for_ref(r)?;
-    if r.rtype == STREAM {
-        (bus.stream.read)(r)
-    } else {
-        (bus.consumer.read)(r)
-    }
+    (for_ref(r)?.kind(&r.rtype).read)(r)
 }
 
 pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
-    let bus = for_spec(spec)?;
-    if spec.rtype == STREAM {
-        (bus.stream.update)(r, spec)
-    } else {
-        (bus.consumer.update)(r, spec)
-    }
+    let (bus, c) = parse(spec)?;
+    (bus.kind(&spec.rtype).update)(r, &spec.name, &c)
 }
 
 pub fn delete(r: &Ref) -> Result<()> {
-    let bus = for_ref(r)?;
-    if r.rtype == STREAM {
-        (bus.stream.delete)(r)
-    } else {
-        (bus.consumer.delete)(r)
-    }
+    (for_ref(r)?.kind(&r.rtype).delete)(r)
 }
 
-pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
-    let bus = match broker_of_spec(spec) {
+/// The bus a diff goes to: the spec's broker's, else the recorded resource's.
+fn bus_for_diff(spec: &Spec, current: &Output) -> Result<&'static Bus> {
+    match broker_of_spec(spec) {
         "" => for_ref(&Ref {
             name: current.name.clone(),
             rtype: current.rtype.clone(),
             provider_id: current.provider_id.clone(),
-        })?,
-        b => of_broker(b)?,
-    };
-    if spec.rtype == STREAM {
-        (bus.stream.diff)(spec, current)
-    } else {
-        (bus.consumer.diff)(spec, current)
+        }),
+        b => of_broker(b),
     }
 }
 
+pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
+    let bus = bus_for_diff(spec, current)?;
+    let kind = bus.kind(&spec.rtype);
+    let c = (kind.parse)(spec).map_err(Error::Validation)?;
+    (kind.diff)(&spec.name, &c, &current.outputs)
+}
+
 pub fn to_user(bus: &Bus, rtype: &str, out: &Output) -> Json {
-    if rtype == STREAM {
-        (bus.stream.to_user)(out)
-    } else {
-        (bus.consumer.to_user)(out)
-    }
+    (bus.kind(rtype).to_user)(out)
 }
 
 /// Asks each planned stream's and consumer's server whether it would accept the change,
@@ -238,6 +294,6 @@ pub fn no_preflight(_: &crate::model::Action) -> Result<Vec<String>> {
     Ok(vec![])
 }
 
-pub fn nothing_at_create(_: &Spec) -> Option<FieldDiag> {
+pub fn nothing_at_create(_: &str, _: &Config) -> Option<FieldDiag> {
     None
 }

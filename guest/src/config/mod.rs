@@ -98,7 +98,8 @@ pub struct Fields<'a> {
     resource: &'a str,
     prefix: String,
     obj: &'a Json,
-    used: Vec<String>,
+    /// Keys read or deliberately ignored; any other key is unknown.
+    used: Vec<&'a str>,
     pub diags: Vec<FieldDiag>,
 }
 
@@ -134,26 +135,28 @@ impl<'a> Fields<'a> {
     }
 
     /// The raw value of `key` (or one of its aliases), marking it used.
-    pub fn raw(&mut self, key: &str, aliases: &[&str]) -> Option<(&'a Value, String)> {
+    pub fn raw(&mut self, key: &str, aliases: &[&str]) -> Option<(&'a Value, &'a str)> {
         for k in std::iter::once(key).chain(aliases.iter().copied()) {
-            if let Some(v) = self.obj.get(k) {
-                self.used.push(k.to_string());
+            if let Some((k, v)) = self.obj.get_key_value(k) {
+                self.used.push(k);
                 if v.is_null() {
                     return None;
                 }
-                return Some((v, k.to_string()));
+                return Some((v, k));
             }
         }
         None
     }
 
     pub fn ignore(&mut self, key: &str) {
-        self.used.push(key.to_string());
+        if let Some((k, _)) = self.obj.get_key_value(key) {
+            self.used.push(k);
+        }
     }
 
     pub fn str(&mut self, key: &str) -> Option<String> {
         let (v, k) = self.raw(key, &[])?;
-        self.as_str(v, &k)
+        self.as_str(v, k)
     }
 
     fn as_str(&mut self, v: &Value, k: &str) -> Option<String> {
@@ -194,7 +197,7 @@ impl<'a> Fields<'a> {
 
     pub fn bool(&mut self, key: &str) -> Option<bool> {
         let (v, k) = self.raw(key, &[])?;
-        self.as_bool(v, &k)
+        self.as_bool(v, k)
     }
 
     fn as_bool(&mut self, v: &Value, k: &str) -> Option<bool> {
@@ -289,16 +292,16 @@ impl<'a> Fields<'a> {
 
     pub fn str_list(&mut self, key: &str) -> Option<Vec<String>> {
         let (v, k) = self.raw(key, &[])?;
-        self.as_str_list(v, &k)
+        self.as_str_list(v, k)
     }
 
     pub fn object(&mut self, key: &str) -> Option<Fields<'a>> {
         let (v, k) = self.raw(key, &[])?;
         match v {
-            Value::Object(o) => Some(Fields::nested(self.resource, self.path(&k), o)),
+            Value::Object(o) => Some(Fields::nested(self.resource, self.path(k), o)),
             other => {
                 self.error(
-                    &k,
+                    k,
                     format!("expected a mapping, got {}", type_name(other)),
                     "write a YAML mapping of keys to values",
                 );
@@ -311,29 +314,29 @@ impl<'a> Fields<'a> {
     pub fn field(&mut self, spec: &FieldSpec) -> Option<Value> {
         let (v, k) = self.raw(spec.key, spec.aliases)?;
         match spec.kind {
-            Kind::Str => self.as_str(v, &k).map(Value::String),
-            Kind::Int => self.as_int(v, &k).map(Value::from),
-            Kind::Bool => self.as_bool(v, &k).map(Value::Bool),
-            Kind::Duration => self.as_duration(v, &k).map(Value::from),
+            Kind::Str => self.as_str(v, k).map(Value::String),
+            Kind::Int => self.as_int(v, k).map(Value::from),
+            Kind::Bool => self.as_bool(v, k).map(Value::Bool),
+            Kind::Duration => self.as_duration(v, k).map(Value::from),
             Kind::Enum(allowed) => {
-                let s = self.as_str(v, &k)?;
+                let s = self.as_str(v, k)?;
                 let norm = s.trim().to_ascii_lowercase().replace('-', "_");
                 if allowed.contains(&norm.as_str()) {
                     Some(Value::String(norm))
                 } else {
                     self.error(
-                        &k,
+                        k,
                         format!("{s:?} is not one of {}", allowed.join(", ")),
                         format!("use one of: {}", allowed.join(", ")),
                     );
                     None
                 }
             }
-            Kind::StrList => self.as_str_list(v, &k).map(|l| json!(l)),
+            Kind::StrList => self.as_str_list(v, k).map(|l| json!(l)),
             Kind::DurationList => {
                 let Value::Array(items) = v else {
                     self.error(
-                        &k,
+                        k,
                         "expected a list of durations",
                         "write a list such as [\"1s\", \"5s\", \"30s\"]",
                     );
@@ -341,7 +344,7 @@ impl<'a> Fields<'a> {
                 };
                 let mut out = Vec::new();
                 for item in items {
-                    out.push(self.as_duration(item, &k)?);
+                    out.push(self.as_duration(item, k)?);
                 }
                 Some(json!(out))
             }
@@ -356,7 +359,7 @@ impl<'a> Fields<'a> {
                 }
                 other => {
                     self.error(
-                        &k,
+                        k,
                         format!("expected a mapping of strings, got {}", type_name(other)),
                         "write key: value pairs",
                     );
@@ -366,13 +369,13 @@ impl<'a> Fields<'a> {
             Kind::Placement => {
                 let Value::Object(o) = v else {
                     self.error(
-                        &k,
+                        k,
                         "expected a mapping with cluster and/or tags",
                         "write placement: {cluster: NAME, tags: [TAG]}",
                     );
                     return None;
                 };
-                let mut sub = Fields::nested(self.resource, self.path(&k), o);
+                let mut sub = Fields::nested(self.resource, self.path(k), o);
                 let mut out = Json::new();
                 if let Some(c) = sub.str("cluster").filter(|c| !c.is_empty()) {
                     out.insert("cluster".into(), Value::String(c));
@@ -401,17 +404,11 @@ impl<'a> Fields<'a> {
         let unknown: Vec<String> = self
             .obj
             .keys()
-            .filter(|k| !self.used.contains(k))
+            .filter(|k| !self.used.contains(&k.as_str()))
             .cloned()
             .collect();
         for key in unknown {
-            let fix = match nearest(
-                &key,
-                known
-                    .iter()
-                    .copied()
-                    .chain(self.used.iter().map(|s| s.as_str())),
-            ) {
+            let fix = match nearest(&key, known.iter().copied().chain(self.used.iter().copied())) {
                 Some(near) => format!("did you mean `{near}`? Otherwise remove it"),
                 None => "remove it; `eventbus schema` lists the accepted keys".to_string(),
             };

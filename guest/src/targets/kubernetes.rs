@@ -463,8 +463,8 @@ fn parse_spec(spec: &Spec) -> Result<(BrokerCfg, K8s)> {
 
 /// Streams on a kubernetes broker without an external endpoint cannot be managed from here:
 /// the broker is reachable only inside the cluster. Checked when planning.
-pub fn unreachable_streams(desired: &[Spec]) -> Vec<FieldDiag> {
-    let internal: Vec<&Spec> = desired
+pub fn unreachable_streams(desired: &[&Spec]) -> Vec<FieldDiag> {
+    let internal: Vec<&&Spec> = desired
         .iter()
         .filter(|s| {
             s.rtype == BROKER
@@ -1619,13 +1619,13 @@ mod tests {
             config: cfg(r#"{"broker_ref":"b"}"#),
             ..Spec::default()
         };
-        let d = unreachable_streams(&[b.clone(), s.clone()]);
+        let d = unreachable_streams(&[&b, &s]);
         assert_eq!(d.len(), 1);
         assert!(d[0].fix.contains("external_endpoint"));
         let mut b2 = b;
         b2.config = cfg(
             r#"{"deploy_target":"kubernetes","kubernetes":{"external_endpoint":"nats://lb:4222"}}"#,
         );
-        assert!(unreachable_streams(&[b2, s]).is_empty());
+        assert!(unreachable_streams(&[&b2, &s]).is_empty());
     }
 }

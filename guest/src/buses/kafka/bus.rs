@@ -1,28 +1,23 @@
 //! Kafka as one of the provider's buses: topics and consumer groups, the checks plan makes
 //! without a server, the validate-only questions it asks one, and the schemas.
 
+use super::group_config::GroupCfg;
+use super::topic_config::TopicCfg;
 use super::{Admin, group, group_config, topic, topic_config};
-use crate::buses::{Bus, ConsumerSummary, Kind, StreamSummary, nothing_at_create};
+use crate::buses::{Bus, Config, Kind, mismatch, nothing_at_create};
 use crate::error::{Error, FieldDiag, Result};
-use crate::model::{Action, ActionKind, Json, Output, STREAM, Spec};
+use crate::model::{Action, ActionKind, Json, Output, STREAM};
 use std::rc::Rc;
 
 pub const BUS: Bus = Bus {
     name: "kafka",
     stream: Kind {
-        parse: |spec| {
-            let c = topic_config::parse(&spec.name, &spec.config)?;
-            Ok(StreamSummary {
-                name: c.name,
-                broker_ref: c.broker_ref,
-                subjects: vec![],
-            })
-        },
-        create: topic::create,
+        parse: |spec| topic_config::parse(&spec.name, &spec.config).map(Config::KafkaTopic),
+        create: |name, c| topic::create(name, topic_of(c)?),
         read: topic::read,
-        update: topic::update,
+        update: |r, name, c| topic::update(r, name, topic_of(c)?),
         delete: topic::delete,
-        diff: topic::diff_output,
+        diff: |name, c, out| topic::diff_output(name, topic_of(c)?, out),
         check_version: check_topic_version,
         check_create: nothing_at_create,
         replace_note: "replacing a topic deletes it with its messages, and its consumer groups' positions on it; it is created again empty",
@@ -50,20 +45,13 @@ pub const BUS: Bus = Bus {
         },
     },
     consumer: Kind {
-        parse: |spec| {
-            let c = group_config::parse(&spec.name, &spec.config)?;
-            Ok(ConsumerSummary {
-                name: c.name,
-                streams: c.topics,
-                broker_ref: c.broker_ref,
-            })
-        },
-        create: group::create,
+        parse: |spec| group_config::parse(&spec.name, &spec.config).map(Config::KafkaGroup),
+        create: |name, c| group::create(name, group_of(c)?),
         read: group::read,
-        update: group::update,
+        update: |r, name, c| group::update(r, name, group_of(c)?),
         delete: group::delete,
-        diff: group::diff_output,
-        check_version: |_, _| vec![],
+        diff: |_, c, out| Ok(group::diff_output(group_of(c)?, out)),
+        check_version: |_, _, _| vec![],
         check_create: nothing_at_create,
         replace_note: "replacing a consumer group deletes its committed positions; it starts again from deliver_policy",
         schema: group_config::schema,
@@ -98,11 +86,22 @@ fn release(v: &str) -> Option<(u32, u32)> {
     Some((p.next()?.parse().ok()?, p.next()?.parse().ok()?))
 }
 
-fn check_topic_version(spec: &Spec, server: &str) -> Vec<FieldDiag> {
-    let (Ok(c), Some(v)) = (
-        topic_config::parse(&spec.name, &spec.config),
-        release(server),
-    ) else {
+fn topic_of(c: &Config) -> Result<&TopicCfg> {
+    match c {
+        Config::KafkaTopic(c) => Ok(c),
+        other => Err(mismatch("a Kafka topic", other)),
+    }
+}
+
+fn group_of(c: &Config) -> Result<&GroupCfg> {
+    match c {
+        Config::KafkaGroup(c) => Ok(c),
+        other => Err(mismatch("a Kafka consumer group", other)),
+    }
+}
+
+fn check_topic_version(resource: &str, c: &Config, server: &str) -> Vec<FieldDiag> {
+    let (Ok(c), Some(v)) = (topic_of(c), release(server)) else {
         return vec![];
     };
     let mut out = Vec::new();
@@ -113,7 +112,7 @@ fn check_topic_version(spec: &Spec, server: &str) -> Vec<FieldDiag> {
         let path = format!("config.{}", topic_config::user_key(name));
         if let Some(s) = since.filter(|s| v < *s) {
             out.push(FieldDiag::new(
-                &spec.name,
+                resource,
                 &path,
                 format!(
                     "needs Kafka {}.{} or later, and this cluster runs {server}",
@@ -124,7 +123,7 @@ fn check_topic_version(spec: &Spec, server: &str) -> Vec<FieldDiag> {
         }
         if let Some(u) = until.filter(|u| v >= *u) {
             out.push(FieldDiag::new(
-                &spec.name,
+                resource,
                 &path,
                 format!(
                     "was removed in Kafka {}.{}, and this cluster runs {server}",
@@ -152,9 +151,11 @@ fn preflight(a: &Action) -> Result<Vec<String>> {
     if a.spec.rtype != STREAM {
         return Ok(vec![]);
     }
-    match a.kind {
-        ActionKind::Create => topic::preflight(&a.spec, None),
-        ActionKind::Update => topic::preflight(&a.spec, a.current.as_ref().map(|s| &s.outputs)),
-        _ => Ok(vec![]),
-    }
+    let current = match a.kind {
+        ActionKind::Create => None,
+        ActionKind::Update => a.current.as_ref().map(|s| &s.outputs),
+        _ => return Ok(vec![]),
+    };
+    let c = topic_config::parse(&a.spec.name, &a.spec.config).map_err(Error::Validation)?;
+    topic::preflight(&a.spec.name, &c, current)
 }

@@ -4,11 +4,11 @@
 //! the topics and the group. Deleting a group with live members is refused.
 
 use super::errors::{self, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, NONE};
-use super::group_config::{self as cfg, GroupCfg, Start};
+use super::group_config::{GroupCfg, Start};
 use super::{Admin, str_bytes};
 use crate::bindings::eventbus::iac::kafka::Route;
 use crate::error::{Error, Result};
-use crate::model::{CONSUMER, Change, Json, Output, Ref, Spec};
+use crate::model::{CONSUMER, Change, Json, Output, Ref};
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -47,10 +47,6 @@ pub fn parse_id(id: &str) -> Result<(String, String, String)> {
             "{id:?} is not a Kafka group id (BROKER/TOPIC/GROUP)"
         ))),
     }
-}
-
-pub fn parse(spec: &Spec) -> Result<GroupCfg> {
-    cfg::parse(&spec.name, &spec.config).map_err(Error::Validation)
 }
 
 fn gid(name: &str) -> GroupId {
@@ -502,8 +498,7 @@ fn output(
     })
 }
 
-pub fn create(spec: &Spec) -> Result<Output> {
-    let c = parse(spec)?;
+pub fn create(resource: &str, c: &GroupCfg) -> Result<Output> {
     let admin = Admin::broker(c.broker_ref.as_deref().unwrap_or(""))?;
     at_coordinator(&admin, &c.name, |route| {
         let (_, members) = describe(&admin, route, &c.name)?;
@@ -512,21 +507,15 @@ pub fn create(spec: &Spec) -> Result<Output> {
             return Ok(()); // in use: its position is its consumers' business
         }
         // Commit a start only where the group has none: an existing position is never moved.
-        let mut todo = starts(&admin, &spec.name, &c)?;
+        let mut todo = starts(&admin, resource, c)?;
         todo.retain(|(t, p), _| !have.get(t).is_some_and(|ps| ps.contains_key(p)));
         if todo.is_empty() {
             return Ok(());
         }
-        commit(&admin, route, &spec.name, &c.name, &todo)
+        commit(&admin, route, resource, &c.name, &todo)
     })?;
-    grant(&admin, &spec.name, &c)?;
-    output(
-        &spec.name,
-        &admin,
-        &c.topics,
-        &c.name,
-        c.principal.as_deref(),
-    )
+    grant(&admin, resource, c)?;
+    output(resource, &admin, &c.topics, &c.name, c.principal.as_deref())
 }
 
 pub fn read(r: &Ref) -> Result<Output> {
@@ -538,18 +527,11 @@ pub fn read(r: &Ref) -> Result<Output> {
     })
 }
 
-pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
-    let c = parse(spec)?;
+pub fn update(r: &Ref, resource: &str, c: &GroupCfg) -> Result<Output> {
     let broker = parse_id(&r.provider_id).map(|p| p.0).unwrap_or_default();
     let admin = Admin::broker(c.broker_ref.as_deref().unwrap_or(&broker))?;
-    grant(&admin, &spec.name, &c)?;
-    output(
-        &spec.name,
-        &admin,
-        &c.topics,
-        &c.name,
-        c.principal.as_deref(),
-    )
+    grant(&admin, resource, c)?;
+    output(resource, &admin, &c.topics, &c.name, c.principal.as_deref())
 }
 
 pub fn delete(r: &Ref) -> Result<()> {
@@ -592,10 +574,9 @@ pub fn delete(r: &Ref) -> Result<()> {
     revoke(&admin, &r.name, &group, &[], None)
 }
 
-pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
-    let c = parse(spec)?;
+/// Desired config against recorded outputs (no server call).
+pub fn diff_output(c: &GroupCfg, o: &Json) -> Vec<Change> {
     let mut out = Vec::new();
-    let o = &current.outputs;
     out.extend(super::renamed(
         o,
         &c.name,
@@ -634,5 +615,5 @@ pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
         o,
         "consumer group",
     ));
-    Ok(out)
+    out
 }

@@ -7,7 +7,7 @@ use super::topic_config::{self as cfg, TopicCfg};
 use super::{Admin, SERVER_TIMEOUT_MS, str_bytes};
 use crate::bindings::eventbus::iac::kafka::Route;
 use crate::error::{Error, Result};
-use crate::model::{Change, Json, Output, Ref, STREAM, Spec};
+use crate::model::{Change, Json, Output, Ref, STREAM};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -45,10 +45,6 @@ pub fn parse_id(id: &str) -> (String, String) {
         Some((b, t)) => (b.to_string(), t.to_string()),
         None => (String::new(), id.to_string()),
     }
-}
-
-pub fn parse(spec: &Spec) -> Result<TopicCfg> {
-    cfg::parse(&spec.name, &spec.config).map_err(Error::Validation)
 }
 
 fn topic_name(name: &str) -> TopicName {
@@ -267,27 +263,22 @@ fn send_create(admin: &Admin, resource: &str, c: &TopicCfg, validate_only: bool)
     }
 }
 
-pub fn create(spec: &Spec) -> Result<Output> {
-    let c = parse(spec)?;
+pub fn create(resource: &str, c: &TopicCfg) -> Result<Output> {
     let admin = Admin::broker(c.broker_ref.as_deref().unwrap_or(""))?;
-    if !send_create(&admin, &spec.name, &c, false)? {
+    if !send_create(&admin, resource, c, false)? {
         // It exists: take it over if the file's config can be reached in place.
         let l = settle(&admin, &c.name, true)?.expect("present");
-        let changes = diff_live(
-            &spec.name,
-            &c,
-            &output(&spec.name, &admin, &c.name, &l).outputs,
-        )?;
+        let changes = diff_live(resource, c, &output(resource, &admin, &c.name, &l).outputs)?;
         if let Some(blocking) = changes.iter().find(|ch| ch.force_new) {
             return Err(Error::AlreadyExists(format!(
                 "topic {} already exists on broker {} and cannot be taken over in place: {} ({} live, {} desired); delete it, or change the file to match",
                 c.name, admin.broker, blocking.path, blocking.old, blocking.new
             )));
         }
-        return apply_changes(&spec.name, &admin, &c, &l);
+        return apply_changes(resource, &admin, c, &l);
     }
     let l = settle(&admin, &c.name, true)?.expect("present");
-    Ok(output(&spec.name, &admin, &c.name, &l))
+    Ok(output(resource, &admin, &c.name, &l))
 }
 
 pub fn read(r: &Ref) -> Result<Output> {
@@ -302,8 +293,7 @@ pub fn read(r: &Ref) -> Result<Output> {
     }
 }
 
-pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
-    let c = parse(spec)?;
+pub fn update(r: &Ref, resource: &str, c: &TopicCfg) -> Result<Output> {
     let admin = Admin::broker(
         c.broker_ref
             .as_deref()
@@ -315,7 +305,7 @@ pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
             c.name
         )));
     };
-    apply_changes(&spec.name, &admin, &c, &l)
+    apply_changes(resource, &admin, c, &l)
 }
 
 /// Brings a live topic to the desired config in place: partitions, replicas, configs.
@@ -476,13 +466,12 @@ pub fn delete(r: &Ref) -> Result<()> {
     settle(&admin, &name, false).map(|_| ())
 }
 
-/// Desired spec against recorded outputs (no server call).
-pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
-    let c = parse(spec)?;
-    let mut changes = diff_live(&spec.name, &c, &current.outputs)?;
+/// Desired config against recorded outputs (no server call).
+pub fn diff_output(resource: &str, c: &TopicCfg, outputs: &Json) -> Result<Vec<Change>> {
+    let mut changes = diff_live(resource, c, outputs)?;
     changes.extend(crate::buses::nats::broker_move(
         c.broker_ref.as_deref(),
-        &current.outputs,
+        outputs,
         "topic",
     ));
     Ok(changes)
@@ -553,8 +542,7 @@ fn diff_live(resource: &str, c: &TopicCfg, outputs: &Json) -> Result<Vec<Change>
 }
 
 /// The plan's question to the server: would it accept this create or update? Nothing changes.
-pub fn preflight(spec: &Spec, current: Option<&Json>) -> Result<Vec<String>> {
-    let c = parse(spec)?;
+pub fn preflight(resource: &str, c: &TopicCfg, current: Option<&Json>) -> Result<Vec<String>> {
     let Some(admin) = super::bus::admin_if_known(c.broker_ref.as_deref().unwrap_or(""))? else {
         return Ok(vec![
             "not checked with the server: its broker is created in this apply".into(),
@@ -562,7 +550,7 @@ pub fn preflight(spec: &Spec, current: Option<&Json>) -> Result<Vec<String>> {
     };
     match current {
         None => {
-            if send_create(&admin, &spec.name, &c, true)? {
+            if send_create(&admin, resource, c, true)? {
                 Ok(vec!["the server accepts this topic (validate_only)".into()])
             } else {
                 Ok(vec![format!(
@@ -578,7 +566,7 @@ pub fn preflight(spec: &Spec, current: Option<&Json>) -> Result<Vec<String>> {
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
             if let Some(p) = c.partitions.filter(|p| i64::from(*p) > have) {
-                add_partitions(&admin, &spec.name, &c.name, p, true)?;
+                add_partitions(&admin, resource, &c.name, p, true)?;
                 notes.push(format!("the server accepts {p} partitions (validate_only)"));
             }
             let live = outputs.get("config").and_then(Value::as_object);
@@ -594,7 +582,7 @@ pub fn preflight(spec: &Spec, current: Option<&Json>) -> Result<Vec<String>> {
                 })
                 .collect();
             if !changed.is_empty() {
-                alter_configs(&admin, &spec.name, &c.name, &changed, true)?;
+                alter_configs(&admin, resource, &c.name, &changed, true)?;
                 notes.push("the server accepts the config changes (validate_only)".into());
             }
             Ok(notes)

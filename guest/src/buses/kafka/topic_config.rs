@@ -284,7 +284,7 @@ fn positive(f: &mut Fields, key: &str, max: i64) -> Option<i64> {
         Some(n) if (1..=max).contains(&n) => Some(n),
         _ => {
             f.error(
-                &k,
+                k,
                 format!("expected a whole number from 1 to {max}, got {v}"),
                 format!("write {key}: 6"),
             );
@@ -296,10 +296,10 @@ fn positive(f: &mut Fields, key: &str, max: i64) -> Option<i64> {
 /// One table field, by our key or Kafka's name, as the string Kafka stores.
 fn read_field(f: &mut Fields, field: &TopicField) -> Option<String> {
     if let Some((v, k)) = f.raw(field.key, &[]) {
-        return ours(f, field, v, &k);
+        return ours(f, field, v, k);
     }
     let (v, k) = f.raw(field.kafka, &[])?;
-    kafkas(f, field, v, &k)
+    kafkas(f, field, v, k)
 }
 
 /// Our form: durations with units.
@@ -420,7 +420,7 @@ fn read_extra_configs(f: &mut Fields, configs: &mut BTreeMap<String, String>) {
     };
     let Some(map) = v.as_object() else {
         f.error(
-            &k,
+            k,
             "expected a mapping of Kafka config names to values",
             "write configs: {\"segment.ms\": \"3600000\"}",
         );

@@ -1,41 +1,49 @@
 //! NATS JetStream as one of the provider's buses: its stream and consumer drivers, the
 //! checks plan makes without a server, and its schemas.
 
+use super::consumer_config::ConsumerCfg;
 use super::rules::Version;
+use super::stream_config::StreamCfg;
 use super::{consumer, consumer_config, stream, stream_config, to_user};
-use crate::buses::{Bus, ConsumerSummary, Kind, StreamSummary, no_preflight};
+use crate::buses::{Bus, Config, Kind, mismatch, no_preflight};
 use crate::config;
-use crate::error::FieldDiag;
-use crate::model::{CONSUMER, Json, Output, STREAM, Spec};
+use crate::error::Result;
+use crate::model::{CONSUMER, Json, Output, STREAM};
 use serde_json::{Value, json};
 
 pub const BUS: Bus = Bus {
     name: "nats",
     stream: Kind {
-        parse: stream_summary,
-        create: stream::create,
+        parse: |spec| stream_config::parse(&spec.name, &spec.config).map(Config::NatsStream),
+        create: |name, c| stream::create(name, stream_of(c)?),
         read: stream::read,
-        update: stream::update,
+        update: |r, name, c| stream::update(r, name, stream_of(c)?),
         delete: stream::delete,
-        diff: stream::diff_output,
-        check_version: |spec, server| check(spec, server, stream::check),
-        check_create: |spec| {
-            stream_config::parse(&spec.name, &spec.config)
+        diff: |_, c, out| Ok(stream::diff_output(stream_of(c)?, out)),
+        check_version: |name, c, server| match (stream_of(c), Version::parse(server)) {
+            (Ok(c), Some(v)) => stream::check(name, c, v, server),
+            _ => vec![],
+        },
+        check_create: |name, c| {
+            stream_of(c)
                 .ok()
-                .and_then(|c| stream_config::sealed_at_create(&spec.name, &c))
+                .and_then(|c| stream_config::sealed_at_create(name, c))
         },
         replace_note: "replacing a stream deletes its messages and its consumers; they are recreated empty",
         schema: stream_schema,
         to_user: |out| to_user(stream_config::FIELDS, &live_config(out)),
     },
     consumer: Kind {
-        parse: consumer_summary,
-        create: consumer::create,
+        parse: |spec| consumer_config::parse(&spec.name, &spec.config).map(Config::NatsConsumer),
+        create: |name, c| consumer::create(name, consumer_of(c)?),
         read: consumer::read,
-        update: consumer::update,
+        update: |r, name, c| consumer::update(r, name, consumer_of(c)?),
         delete: consumer::delete,
-        diff: consumer::diff_output,
-        check_version: |spec, server| check(spec, server, consumer::check),
+        diff: |_, c, out| Ok(consumer::diff_output(consumer_of(c)?, out)),
+        check_version: |name, c, server| match (consumer_of(c), Version::parse(server)) {
+            (Ok(c), Some(v)) => consumer::check(name, c, v, server),
+            _ => vec![],
+        },
         check_create: crate::buses::nothing_at_create,
         replace_note: "replacing a consumer resets its delivery position: acknowledgements, pending and redelivery state are lost",
         schema: consumer_schema,
@@ -54,12 +62,18 @@ pub const BUS: Bus = Bus {
     preflight: no_preflight,
 };
 
-fn check(
-    spec: &Spec,
-    server: &str,
-    f: fn(&Spec, Version, &str) -> Vec<FieldDiag>,
-) -> Vec<FieldDiag> {
-    Version::parse(server).map_or_else(Vec::new, |v| f(spec, v, server))
+fn stream_of(c: &Config) -> Result<&StreamCfg> {
+    match c {
+        Config::NatsStream(c) => Ok(c),
+        other => Err(mismatch("a NATS stream", other)),
+    }
+}
+
+fn consumer_of(c: &Config) -> Result<&ConsumerCfg> {
+    match c {
+        Config::NatsConsumer(c) => Ok(c),
+        other => Err(mismatch("a NATS consumer", other)),
+    }
 }
 
 fn live_config(out: &Output) -> Json {
@@ -68,34 +82,6 @@ fn live_config(out: &Output) -> Json {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default()
-}
-
-fn stream_summary(spec: &Spec) -> Result<StreamSummary, Vec<FieldDiag>> {
-    let c = stream_config::parse(&spec.name, &spec.config)?;
-    let subjects = c
-        .wire
-        .get("subjects")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(StreamSummary {
-        name: c.name,
-        broker_ref: c.broker_ref,
-        subjects,
-    })
-}
-
-fn consumer_summary(spec: &Spec) -> Result<ConsumerSummary, Vec<FieldDiag>> {
-    let c = consumer_config::parse(&spec.name, &spec.config)?;
-    Ok(ConsumerSummary {
-        name: c.name,
-        streams: vec![c.stream_name],
-        broker_ref: c.broker_ref,
-    })
 }
 
 fn stream_schema() -> Value {

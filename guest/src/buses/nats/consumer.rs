@@ -4,12 +4,12 @@
 
 use super::consumer_config::{self as cfg, ConsumerCfg, FIELDS, request_config};
 use super::{
-    Js, api_error, broker_move, codes, describe, diff_fields, outputs, project, rules,
-    strip_unsupported, unsupported, version_of,
+    Js, all_supported, api_error, broker_move, codes, describe, diff_fields, outputs, project,
+    rules, strip_unsupported, unsupported, version_of,
 };
 use crate::error::FieldDiag;
 use crate::error::{Error, Result};
-use crate::model::{CONSUMER, Change, Json, Output, Ref, Spec};
+use crate::model::{CONSUMER, Change, Json, Output, Ref};
 use rules::Version;
 use serde_json::{Value, json};
 
@@ -29,13 +29,11 @@ pub fn parse_id(id: &str) -> Result<(String, String, String)> {
     }
 }
 
-pub fn parse(spec: &Spec) -> Result<ConsumerCfg> {
-    cfg::parse(&spec.name, &spec.config).map_err(Error::Validation)
-}
-
 /// Fields the given server version does not know but the config sets.
-pub fn check(spec: &Spec, v: Version, server: &str) -> Vec<FieldDiag> {
-    let Ok(c) = parse(spec) else { return vec![] };
+pub fn check(resource: &str, c: &ConsumerCfg, v: Version, server: &str) -> Vec<FieldDiag> {
+    if all_supported(FIELDS, v) {
+        return vec![];
+    }
     let mut defaults = Json::new();
     if c.wire.get("ack_policy") == Some(&json!("none")) {
         defaults.insert("ack_policy".into(), json!("none"));
@@ -44,11 +42,11 @@ pub fn check(spec: &Spec, v: Version, server: &str) -> Vec<FieldDiag> {
         defaults.insert("deliver_subject".into(), ds.clone());
     }
     cfg::normalise(&mut defaults);
-    unsupported(&spec.name, FIELDS, &c.wire, &defaults, v, server)
+    unsupported(resource, FIELDS, &c.wire, &defaults, v, server)
 }
 
-fn supported_or_error(spec: &Spec, js: &Js) -> Result<()> {
-    let d = check(spec, js.version, &js.server_version);
+fn supported_or_error(resource: &str, c: &ConsumerCfg, js: &Js) -> Result<()> {
+    let d = check(resource, c, js.version, &js.server_version);
     if d.is_empty() {
         Ok(())
     } else {
@@ -125,12 +123,12 @@ fn send(
     })
 }
 
-fn conflict(spec: &Spec, js: &Js, c: &ConsumerCfg) -> Result<Output> {
+fn conflict(resource: &str, js: &Js, c: &ConsumerCfg) -> Result<Output> {
     let live = info(js, &c.stream_name, &c.name)?.ok_or_else(|| {
         Error::Transient(format!("consumer {} vanished while being created", c.name))
     })?;
-    let current = output(&spec.name, js, &c.stream_name, &live)?;
-    let changes = diff_output(spec, &current)?;
+    let current = output(resource, js, &c.stream_name, &live)?;
+    let changes = diff_output(c, &current.outputs);
     if changes.is_empty() {
         return Ok(current);
     }
@@ -148,41 +146,40 @@ fn conflict(spec: &Spec, js: &Js, c: &ConsumerCfg) -> Result<Output> {
             c.name, ch.reason
         )));
     }
-    match send(&spec.name, js, c, "update")? {
+    match send(resource, js, c, "update")? {
         Ok(o) => Ok(o),
         Err(e) => Err(api_error(
-            &spec.name,
+            resource,
             &format!("adopting consumer {}", c.name),
             e,
         )),
     }
 }
 
-pub fn create(spec: &Spec) -> Result<Output> {
-    let c = parse(spec)?;
+pub fn create(resource: &str, c: &ConsumerCfg) -> Result<Output> {
     let js = Js::broker(c.broker_ref.as_deref().unwrap_or(""))?;
-    supported_or_error(spec, &js)?;
+    supported_or_error(resource, c, &js)?;
     if !js.version.at_least(2, 10) {
         // No create-only action before 2.10: look first so we never overwrite a stranger.
         if info(&js, &c.stream_name, &c.name)?.is_some() {
-            return conflict(spec, &js, &c);
+            return conflict(resource, &js, c);
         }
     }
-    match send(&spec.name, &js, &c, "create")? {
+    match send(resource, &js, c, "create")? {
         Ok(o) => Ok(o),
         Err(e)
             if e.err_code == codes::CONSUMER_ALREADY_EXISTS
                 || e.err_code == codes::CONSUMER_CREATE
                     && e.description.contains("already exists") =>
         {
-            conflict(spec, &js, &c)
+            conflict(resource, &js, c)
         }
         Err(e) if e.err_code == codes::STREAM_NOT_FOUND => Err(Error::NotFound(format!(
             "stream {} does not exist on broker {}: create it before consumer {}",
             c.stream_name, js.broker, c.name
         ))),
         Err(e) => Err(api_error(
-            &spec.name,
+            resource,
             &format!("creating consumer {}/{}", c.stream_name, c.name),
             e,
         )),
@@ -201,19 +198,18 @@ pub fn read(r: &Ref) -> Result<Output> {
     }
 }
 
-pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
-    let c = parse(spec)?;
+pub fn update(r: &Ref, resource: &str, c: &ConsumerCfg) -> Result<Output> {
     let broker = parse_id(&r.provider_id).map(|p| p.0).unwrap_or_default();
     let js = Js::broker(c.broker_ref.as_deref().unwrap_or(&broker))?;
-    supported_or_error(spec, &js)?;
-    match send(&spec.name, &js, &c, "update")? {
+    supported_or_error(resource, c, &js)?;
+    match send(resource, &js, c, "update")? {
         Ok(o) => Ok(o),
         Err(e) if e.err_code == codes::CONSUMER_DOES_NOT_EXIST => Err(Error::NotFound(format!(
             "consumer {}/{} was deleted outside eventbus; run `eventbus drift`, then apply to recreate it",
             c.stream_name, c.name
         ))),
         Err(e) => Err(api_error(
-            &spec.name,
+            resource,
             &format!("updating consumer {}/{}", c.stream_name, c.name),
             e,
         )),
@@ -240,19 +236,17 @@ pub fn delete(r: &Ref) -> Result<()> {
     }
 }
 
-pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
-    let c = parse(spec)?;
-    let mut live = current
-        .outputs
+/// Desired config against the outputs of the last apply or read (no server call).
+pub fn diff_output(c: &ConsumerCfg, outputs: &Json) -> Vec<Change> {
+    let mut live = outputs
         .get("config")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
     cfg::normalise(&mut live);
-    let (v, server) = version_of(&current.outputs);
+    let (v, server) = version_of(outputs);
     let mut changes = diff_fields(FIELDS, rules::CONSUMER, &c.wire, &live, v, &server);
-    let stream_now = current
-        .outputs
+    let stream_now = outputs
         .get("stream_name")
         .and_then(Value::as_str)
         .unwrap_or("");
@@ -265,12 +259,8 @@ pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
             reason: "a consumer belongs to one stream: it is created on the new stream".into(),
         });
     }
-    changes.extend(broker_move(
-        c.broker_ref.as_deref(),
-        &current.outputs,
-        "consumer",
-    ));
-    Ok(changes)
+    changes.extend(broker_move(c.broker_ref.as_deref(), outputs, "consumer"));
+    changes
 }
 
 /// The ids of a stream's consumers on the server (for import and drift).

@@ -218,6 +218,11 @@ pub fn strip_unsupported(fields: &[FieldSpec], wire: &mut Json, v: Version) {
 }
 
 /// Fields set to something other than their default on a server too old to know them.
+/// The server version knows every field of the table (the usual case: no check to make).
+pub fn all_supported(fields: &[FieldSpec], v: Version) -> bool {
+    fields.iter().all(|f| supported(f, v))
+}
+
 pub fn unsupported(
     resource: &str,
     fields: &[FieldSpec],

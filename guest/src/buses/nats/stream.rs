@@ -3,12 +3,12 @@
 
 use super::stream_config::{self as cfg, FIELDS, StreamCfg};
 use super::{
-    Js, api_error, broker_move, codes, describe, diff_fields, outputs, project, rules,
-    strip_unsupported, unsupported, version_of,
+    Js, all_supported, api_error, broker_move, codes, describe, diff_fields, outputs, project,
+    rules, strip_unsupported, unsupported, version_of,
 };
 use crate::error::FieldDiag;
 use crate::error::{Error, Result};
-use crate::model::{Change, Json, Output, Ref, STREAM, Spec};
+use crate::model::{Change, Json, Output, Ref, STREAM};
 use rules::Version;
 use serde_json::{Value, json};
 
@@ -24,20 +24,18 @@ pub fn parse_id(id: &str) -> (String, String) {
     }
 }
 
-pub fn parse(spec: &Spec) -> Result<StreamCfg> {
-    cfg::parse(&spec.name, &spec.config).map_err(Error::Validation)
-}
-
 /// Fields the given server version does not know but the config sets.
-pub fn check(spec: &Spec, v: Version, server: &str) -> Vec<FieldDiag> {
-    let Ok(c) = parse(spec) else { return vec![] };
+pub fn check(resource: &str, c: &StreamCfg, v: Version, server: &str) -> Vec<FieldDiag> {
+    if all_supported(FIELDS, v) {
+        return vec![];
+    }
     let mut defaults = Json::new();
     cfg::normalise(&mut defaults);
-    unsupported(&spec.name, FIELDS, &c.wire, &defaults, v, server)
+    unsupported(resource, FIELDS, &c.wire, &defaults, v, server)
 }
 
-fn supported_or_error(spec: &Spec, js: &Js) -> Result<()> {
-    let d = check(spec, js.version, &js.server_version);
+fn supported_or_error(resource: &str, c: &StreamCfg, js: &Js) -> Result<()> {
+    let d = check(resource, c, js.version, &js.server_version);
     if d.is_empty() {
         Ok(())
     } else {
@@ -90,11 +88,10 @@ pub fn info(js: &Js, name: &str) -> Result<Option<Value>> {
     }
 }
 
-pub fn create(spec: &Spec) -> Result<Output> {
-    let c = parse(spec)?;
+pub fn create(resource: &str, c: &StreamCfg) -> Result<Output> {
     let js = Js::broker(c.broker_ref.as_deref().unwrap_or(""))?;
-    supported_or_error(spec, &js)?;
-    if let Some(d) = cfg::sealed_at_create(&spec.name, &c) {
+    supported_or_error(resource, c, &js)?;
+    if let Some(d) = cfg::sealed_at_create(resource, c) {
         return Err(Error::Validation(vec![d]));
     }
     match js.request(
@@ -109,14 +106,14 @@ pub fn create(spec: &Spec) -> Result<Output> {
                     &[("stream", &c.name), ("consumers", &carried.to_string())],
                 );
             }
-            output(&spec.name, &js, &v)
+            output(resource, &js, &v)
         }
         Err(e) if e.err_code == codes::STREAM_NAME_EXISTS => {
             // Something else already holds the name: adopt it only if asked to.
             let live = info(&js, &c.name)?
-                .ok_or_else(|| api_error(&spec.name, "creating stream", e.clone()))?;
-            let current = output(&spec.name, &js, &live)?;
-            let changes = diff_output(spec, &current)?;
+                .ok_or_else(|| api_error(resource, "creating stream", e.clone()))?;
+            let current = output(resource, &js, &live)?;
+            let changes = diff_output(c, &current.outputs);
             if !c.common.adopt_existing {
                 return Err(Error::AlreadyExists(format!(
                     "stream {} exists on the server with a different configuration: {}; set adopt_existing: true to take it over, or `eventbus import` it",
@@ -130,10 +127,10 @@ pub fn create(spec: &Spec) -> Result<Output> {
                     c.name, ch.reason
                 )));
             }
-            update_with(&spec.name, &js, &c)
+            update_with(resource, &js, c)
         }
         Err(e) => Err(api_error(
-            &spec.name,
+            resource,
             &format!("creating stream {}", c.name),
             e,
         )),
@@ -166,15 +163,14 @@ pub fn read(r: &Ref) -> Result<Output> {
     }
 }
 
-pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
-    let c = parse(spec)?;
+pub fn update(r: &Ref, resource: &str, c: &StreamCfg) -> Result<Output> {
     let js = Js::broker(
         c.broker_ref
             .as_deref()
             .unwrap_or(&parse_id(&r.provider_id).0),
     )?;
-    supported_or_error(spec, &js)?;
-    update_with(&spec.name, &js, &c)
+    supported_or_error(resource, c, &js)?;
+    update_with(resource, &js, c)
 }
 
 pub fn delete(r: &Ref) -> Result<()> {
@@ -189,22 +185,16 @@ pub fn delete(r: &Ref) -> Result<()> {
     }
 }
 
-/// Desired spec against the outputs of the last apply or read (no server call).
-pub fn diff_output(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
-    let c = parse(spec)?;
-    let mut live = current
-        .outputs
+/// Desired config against the outputs of the last apply or read (no server call).
+pub fn diff_output(c: &StreamCfg, outputs: &Json) -> Vec<Change> {
+    let mut live = outputs
         .get("config")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
     cfg::normalise(&mut live);
-    let (v, server) = version_of(&current.outputs);
+    let (v, server) = version_of(outputs);
     let mut changes = diff_fields(FIELDS, rules::STREAM, &c.wire, &live, v, &server);
-    changes.extend(broker_move(
-        c.broker_ref.as_deref(),
-        &current.outputs,
-        "stream",
-    ));
-    Ok(changes)
+    changes.extend(broker_move(c.broker_ref.as_deref(), outputs, "stream"));
+    changes
 }

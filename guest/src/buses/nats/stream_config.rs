@@ -288,6 +288,17 @@ pub struct StreamCfg {
     pub common: Common,
 }
 
+impl StreamCfg {
+    /// The subjects it captures.
+    pub fn subjects(&self) -> Vec<&str> {
+        self.wire
+            .get("subjects")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+}
+
 pub fn parse(resource: &str, config: &Json) -> Result<StreamCfg, Vec<FieldDiag>> {
     let mut f = Fields::new(resource, config);
     let common = read_common(&mut f);
@@ -467,9 +478,58 @@ pub fn invalid_subject(s: &str) -> Option<String> {
     None
 }
 
+/// The subjects streams on one broker claim, indexed by first token: two subjects can only
+/// overlap when their first tokens are equal or one is a wildcard, so a new stream is
+/// checked against those, not against every stream (a plan may declare thousands).
+#[derive(Debug, Default)]
+pub struct Claims {
+    by_first: std::collections::HashMap<String, Vec<(String, usize)>>,
+    /// Subjects starting with `*` or `>`: they may overlap anything.
+    wild: Vec<(String, usize)>,
+}
+
+impl Claims {
+    /// A claimed subject that overlaps `subject`, with its owner.
+    pub fn overlapping(&self, subject: &str) -> Option<(&str, usize)> {
+        let first = subject.split('.').next().unwrap_or("");
+        let candidates: Box<dyn Iterator<Item = &(String, usize)>> = if is_wild(first) {
+            Box::new(self.by_first.values().flatten().chain(&self.wild))
+        } else {
+            Box::new(
+                self.by_first
+                    .get(first)
+                    .into_iter()
+                    .flatten()
+                    .chain(&self.wild),
+            )
+        };
+        candidates
+            .filter(|(s, _)| subjects_overlap(subject, s))
+            .map(|(s, owner)| (s.as_str(), *owner))
+            .next()
+    }
+
+    pub fn add(&mut self, subject: &str, owner: usize) {
+        let first = subject.split('.').next().unwrap_or("");
+        let entry = (subject.to_string(), owner);
+        if is_wild(first) {
+            self.wild.push(entry);
+        } else {
+            self.by_first
+                .entry(first.to_string())
+                .or_default()
+                .push(entry);
+        }
+    }
+}
+
+fn is_wild(token: &str) -> bool {
+    token == "*" || token == ">"
+}
+
 /// True when two subject filters can match the same subject.
 pub fn subjects_overlap(a: &str, b: &str) -> bool {
-    // Token by token, without collecting (the plan checks every pair of streams on a broker).
+    // Token by token, without collecting.
     let (mut ta, mut tb) = (a.split('.'), b.split('.'));
     loop {
         match (ta.next(), tb.next()) {
@@ -536,5 +596,31 @@ mod tests {
         assert!(subjects_overlap("a.b", "a.b"));
         assert!(subjects_overlap(">", "x.y"));
         assert!(!subjects_overlap("a.b.c", "a.b"));
+    }
+
+    #[test]
+    fn claims_find_the_same_overlaps_as_comparing_every_pair() {
+        // The index only skips pairs whose first tokens differ and are both literal.
+        let subjects = [
+            "bmw.>", "orders.created", "orders.*", "*.paid", ">", "a.b", "a.c", "x.*.z", "x.y.*",
+        ];
+        for (i, s) in subjects.iter().enumerate() {
+            let mut claims = Claims::default();
+            for (j, other) in subjects.iter().enumerate().filter(|(j, _)| *j != i) {
+                claims.add(other, j);
+            }
+            let by_pairs = subjects
+                .iter()
+                .enumerate()
+                .any(|(j, o)| j != i && subjects_overlap(s, o));
+            assert_eq!(claims.overlapping(s).is_some(), by_pairs, "{s}");
+            if let Some((o, j)) = claims.overlapping(s) {
+                assert!(subjects_overlap(s, o) && subjects[j] == o);
+            }
+        }
+        let mut literal = Claims::default();
+        literal.add("a.b", 0);
+        assert_eq!(literal.overlapping("c.b"), None);
+        assert_eq!(literal.overlapping("*.b"), Some(("a.b", 0)));
     }
 }
