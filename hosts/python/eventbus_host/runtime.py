@@ -12,7 +12,9 @@ variants as `Variant(tag, payload)`. Here they become dicts with snake_case keys
 
 from __future__ import annotations
 
+import json
 import hashlib
+from importlib import metadata
 import itertools
 import logging
 import os
@@ -148,7 +150,7 @@ def _compile(engine: Engine, wasm: Path) -> Component:
     data = wasm.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     cache = Path(os.environ.get("EVENTBUS_CACHE_DIR") or Path.home() / ".cache/eventbus_host")
-    cached = cache / f"{digest}-wasmtime-{wasmtime.__version__ if hasattr(wasmtime, '__version__') else 'x'}.cwasm"
+    cached = cache / f"{digest}-wasmtime-{metadata.version('wasmtime')}.cwasm"
     if cached.is_file():
         try:
             return Component.deserialize_file(engine, str(cached))
@@ -167,7 +169,7 @@ class Runtime:
         started = time.monotonic()
         self.caps = caps
         self.engine = Engine(Config())
-        self.component = _compile(self.engine, wasm)
+        self.component = _compile(self.engine, Path(wasm))
         self.linker = Linker(self.engine)
         self.linker.add_wasip2()
         self._conns: dict[int, Connection] = {}
@@ -223,7 +225,7 @@ class Runtime:
                     "call",
                     lambda s, account, req: Variant(
                         "denied",
-                        f"cloud account {account!r}: cloud APIs are not offered by the Python host; "
+                        f"cloud account {json.dumps(account)}: cloud APIs are not offered by the Python host; "
                         "deploy targets other than self_hosted need the Rust CLI (`eventbus`)",
                     ),
                 )
@@ -252,7 +254,8 @@ class Runtime:
 
     def _connection(self, name: str, entry: BrokerEntry):
         client = self.caps.nats.connect(entry)
-        version = str(getattr(client, "connected_server_version", "") or "")
+        v = client.connected_server_version
+        version = f"{v.major}.{v.minor}.{v.patch}" + (f"-{v.prerelease}" if v.prerelease else "")
         return self._new_conn(Connection(entry, client, name, api_prefix(entry.domain), version))
 
     def _open_broker(self, store, broker: str):
@@ -273,7 +276,7 @@ class Runtime:
             if not urls or len(urls) > 16:
                 raise CapError.invalid("an endpoint needs 1 to 16 urls")
             if domain is not None and (not domain or any(c in domain for c in ".*> ")):
-                raise CapError.invalid(f"{domain!r} is not a JetStream domain")
+                raise CapError.invalid(f"{json.dumps(domain)} is not a JetStream domain")
             a = None
             if auth is not None:
                 payload = auth.payload

@@ -8,6 +8,7 @@ the Rust CLI as the host for cloud deploy targets. Kafka likewise (see runtime.p
 
 from __future__ import annotations
 
+import json
 import ipaddress
 import socket
 
@@ -57,7 +58,7 @@ class HttpCap:
     def fetch(self, grant: CallGrant, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         o = origin(url)
         if o is None:
-            raise CapError.invalid(f"{url!r} is not an http(s) URL with a host")
+            raise CapError.invalid(f"{json.dumps(url)} is not an http(s) URL with a host")
         if o[0] not in self.allow:
             raise CapError.denied(f"{o[0]} is not granted for HTTP: add it to `http_allow` in the iac.provider module config")
         method = method.upper()

@@ -5,6 +5,7 @@ endpoints only, with credentials the host resolves from handles itself. On nats-
 
 from __future__ import annotations
 
+import json
 import asyncio
 import logging
 import threading
@@ -133,7 +134,7 @@ class NatsCap:
                 raise CapError.unknown("no broker is known to the host yet: apply the infra.eventbus resource first")
             raise CapError.unknown(f"several brokers are known ({', '.join(sorted(self.brokers))}): name one with broker_ref")
         if name not in self.brokers:
-            raise CapError.unknown(f"broker {name!r} is not known to the host (known: {', '.join(sorted(self.brokers))}): apply it first")
+            raise CapError.unknown(f"broker {json.dumps(name)} is not known to the host (known: {', '.join(sorted(self.brokers))}): apply it first")
         return name, self.brokers[name]
 
     def connect(self, e: BrokerEntry) -> Client:
@@ -238,7 +239,7 @@ def check_subject(prefix: str, subject: str) -> None:
     under = bool(rest) and all(t for t in rest.split("."))
     if not (ok_chars and under):
         raise CapError.denied(
-            f"subject {subject!r} is outside the JetStream management API ({prefix}.>): only JetStream API requests are granted"
+            f"subject {json.dumps(subject)} is outside the JetStream management API ({prefix}.>): only JetStream API requests are granted"
         )
 
 
@@ -255,6 +256,6 @@ def check_operation(prefix: str, subject: str, broker: str, grant: CallGrant) ->
             raise CapError.denied(grant.refusal(f"{name} on {'/'.join(args)}"))
     verb = subject[len(prefix):].lstrip(".") if subject.startswith(prefix) else subject
     raise CapError.denied(
-        f"JetStream operation {verb!r} is not granted: the component may manage streams and durable consumers, never read, "
+        f"JetStream operation {json.dumps(verb)} is not granted: the component may manage streams and durable consumers, never read, "
         f"move or delete messages or administer the cluster or account (granted: {', '.join(o[3] for o in NATS_OPERATIONS)})"
     )

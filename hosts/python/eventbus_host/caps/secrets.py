@@ -169,14 +169,14 @@ def named(store: SecretStore, name: str) -> str:
     if store.has(name):
         return handle(name)
     raise CapError.unknown(
-        f"secret {name!r} is not configured: reference it as secret://{name} and set EVENTBUS_SECRET_{name.upper()}"
+        f"secret {json.dumps(name)} is not configured: reference it as secret://{name} and set EVENTBUS_SECRET_{name.upper()}"
     )
 
 
 def generate(store: SecretStore, grant, name: str, length: int) -> str:
     if not name or len(name) > 200 or "{" in name or "}" in name:
-        raise CapError.invalid(f"{name!r} is not a secret name")
+        raise CapError.invalid(f"{json.dumps(name)} is not a secret name")
     # Generating keeps a new secret: a change, so only a mutating call makes one.
     if not grant.mutates and not store.has(name):
-        raise CapError.denied(grant.refusal(f"generating the secret {name!r}"))
+        raise CapError.denied(grant.refusal(f"generating the secret {json.dumps(name)}"))
     return store.generate(name, length)
