@@ -1,7 +1,7 @@
 //! Resource type -> driver. Brokers go to their deploy target (a Kafka cluster to its bus);
 //! streams and consumers to the bus of their broker (`buses`).
 
-use crate::buses::{self, kafka};
+use crate::buses::{self, kafka, kinesis};
 use crate::config::broker;
 use crate::error::{Error, Result};
 use crate::model::{BROKER, CONSUMER, Change, Output, Ref, STREAM, Spec};
@@ -21,6 +21,7 @@ pub fn create(spec: &Spec) -> Result<Output> {
     match spec.rtype.as_str() {
         BROKER => match broker_cfg(spec)? {
             c if c.provider == kafka::BUS.name => kafka::cluster::create(spec, &c),
+            c if c.provider == kinesis::BUS.name => kinesis::account::create(spec, &c),
             c if c.deploy_target == digitalocean::TARGET => digitalocean::create(spec),
             c if c.deploy_target == kubernetes::TARGET => kubernetes::create(spec),
             c => self_hosted::create(spec, &c),
@@ -42,6 +43,7 @@ pub fn read(r: &Ref) -> Result<Output> {
     }
     match r.rtype.as_str() {
         BROKER if kafka::cluster::owns(&r.provider_id) => kafka::cluster::read(r),
+        BROKER if kinesis::account::owns(&r.provider_id) => kinesis::account::read(r),
         BROKER if digitalocean::owns(&r.provider_id) => digitalocean::read(r),
         BROKER if kubernetes::owns(&r.provider_id) => kubernetes::read(r),
         BROKER => self_hosted::read(r),
@@ -54,6 +56,7 @@ pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
     match r.rtype.as_str() {
         BROKER => match broker_cfg(spec)? {
             c if c.provider == kafka::BUS.name => kafka::cluster::create(spec, &c),
+            c if c.provider == kinesis::BUS.name => kinesis::account::create(spec, &c),
             c if c.deploy_target == digitalocean::TARGET => digitalocean::update(r, spec),
             c if c.deploy_target == kubernetes::TARGET => kubernetes::update(r, spec),
             c => self_hosted::update(spec, &c),
@@ -66,6 +69,7 @@ pub fn update(r: &Ref, spec: &Spec) -> Result<Output> {
 pub fn delete(r: &Ref) -> Result<()> {
     match r.rtype.as_str() {
         BROKER if kafka::cluster::owns(&r.provider_id) => kafka::cluster::delete(r),
+        BROKER if kinesis::account::owns(&r.provider_id) => kinesis::account::delete(r),
         BROKER if digitalocean::owns(&r.provider_id) => digitalocean::delete(r),
         BROKER if kubernetes::owns(&r.provider_id) => kubernetes::delete(r),
         BROKER => self_hosted::delete(r),
@@ -78,6 +82,7 @@ pub fn delete(r: &Ref) -> Result<()> {
 pub fn diff(spec: &Spec, current: &Output) -> Result<Vec<Change>> {
     match spec.rtype.as_str() {
         BROKER if kafka::cluster::targets(spec) => kafka::cluster::diff(spec, current),
+        BROKER if kinesis::account::targets(spec) => kinesis::account::diff(spec, current),
         BROKER if digitalocean::targets(spec) => digitalocean::diff(spec, current),
         BROKER if kubernetes::targets(spec) => kubernetes::diff(spec, current),
         BROKER => self_hosted::diff(spec, current),

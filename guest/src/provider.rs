@@ -231,6 +231,8 @@ pub fn schema(rtype: &str) -> Result<Value> {
                 "bootstrap_servers": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}], "description": "host:port of a self_hosted Kafka cluster's brokers"},
                 "security_protocol": {"enum": buses::kafka::cluster::PROTOCOLS, "default": "PLAINTEXT", "description": "Kafka"},
                 "sasl_mechanism": {"enum": buses::kafka::cluster::MECHANISMS, "description": "Kafka, with SASL_PLAINTEXT or SASL_SSL"},
+                "account": {"type": "string", "default": "aws", "description": "Kinesis: the iac.provider module's cloud_accounts entry (auth: aws) the broker's streams and consumers are managed through"},
+                "region": {"type": "string", "description": "Kinesis: the AWS region, recorded in outputs (the signing region is the cloud account's)"},
                 "urls": {"type": "array", "items": {"type": "string"}},
                 "domain": {"type": "string", "description": "JetStream domain"},
                 "version": {"type": "string", "default": "2.10"},

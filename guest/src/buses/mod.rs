@@ -4,6 +4,7 @@
 //! consumer goes to the bus of the broker it references, decided here and only here.
 
 pub mod kafka;
+pub mod kinesis;
 pub mod nats;
 
 use crate::bindings::eventbus::iac::brokers;
@@ -14,7 +15,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// Every bus this provider serves. Adding one is its folder plus a line here.
-pub const BUSES: &[&Bus] = &[&nats::BUS, &kafka::BUS];
+pub const BUSES: &[&Bus] = &[&nats::BUS, &kafka::BUS, &kinesis::BUS];
 
 /// The bus of a broker whose outputs or config do not say (state written before Kafka).
 pub const DEFAULT_BUS: &str = "nats";
@@ -28,6 +29,8 @@ pub enum Config {
     NatsConsumer(nats::consumer_config::ConsumerCfg),
     KafkaTopic(kafka::topic_config::TopicCfg),
     KafkaGroup(kafka::group_config::GroupCfg),
+    KinesisStream(kinesis::stream_config::StreamCfg),
+    KinesisConsumer(kinesis::consumer::ConsumerCfg),
 }
 
 impl Config {
@@ -38,6 +41,8 @@ impl Config {
             Config::NatsConsumer(c) => &c.name,
             Config::KafkaTopic(c) => &c.name,
             Config::KafkaGroup(c) => &c.name,
+            Config::KinesisStream(c) => &c.name,
+            Config::KinesisConsumer(c) => &c.name,
         }
     }
 
@@ -47,6 +52,8 @@ impl Config {
             Config::NatsConsumer(c) => c.broker_ref.as_deref(),
             Config::KafkaTopic(c) => c.broker_ref.as_deref(),
             Config::KafkaGroup(c) => c.broker_ref.as_deref(),
+            Config::KinesisStream(c) => c.broker_ref.as_deref(),
+            Config::KinesisConsumer(c) => c.broker_ref.as_deref(),
         }
     }
 
@@ -58,6 +65,8 @@ impl Config {
             Config::NatsConsumer(c) => c.broker_ref = b,
             Config::KafkaTopic(c) => c.broker_ref = b,
             Config::KafkaGroup(c) => c.broker_ref = b,
+            Config::KinesisStream(c) => c.broker_ref = b,
+            Config::KinesisConsumer(c) => c.broker_ref = b,
         }
     }
 
@@ -74,6 +83,7 @@ impl Config {
         match self {
             Config::NatsConsumer(c) => vec![c.stream_name.as_str()],
             Config::KafkaGroup(c) => c.topics.iter().map(String::as_str).collect(),
+            Config::KinesisConsumer(c) => vec![c.stream_name.as_str()],
             _ => vec![],
         }
     }
@@ -88,6 +98,8 @@ pub fn mismatch(want: &str, got: &Config) -> Error {
             Config::NatsConsumer(_) => "a NATS consumer",
             Config::KafkaTopic(_) => "a Kafka topic",
             Config::KafkaGroup(_) => "a Kafka consumer group",
+            Config::KinesisStream(_) => "a Kinesis stream",
+            Config::KinesisConsumer(_) => "a Kinesis consumer",
         }
     ))
 }
@@ -182,11 +194,22 @@ fn broker_of_id(provider_id: &str) -> &str {
     provider_id.split_once('/').map_or("", |(b, _)| b)
 }
 
+/// The bus of a stream's or consumer's spec. A Kinesis one carries its broker's cloud account
+/// (plan fills it in), so it is routed even where the host knows nothing of its broker (the
+/// host's broker registry holds NATS and Kafka endpoints; a Kinesis broker has none).
 pub fn for_spec(spec: &Spec) -> Result<&'static Bus> {
-    of_broker(broker_of_spec(spec))
+    let broker = broker_of_spec(spec);
+    let known = KNOWN.with(|k| k.borrow().contains_key(broker)) || brokers::bus(broker).is_ok();
+    if !known && spec.config.contains_key("account") {
+        return Ok(&kinesis::BUS);
+    }
+    of_broker(broker)
 }
 
 pub fn for_ref(r: &Ref) -> Result<&'static Bus> {
+    if kinesis::owns(&r.provider_id) {
+        return Ok(&kinesis::BUS);
+    }
     of_broker(broker_of_id(&r.provider_id))
 }
 
@@ -236,7 +259,7 @@ fn bus_for_diff(spec: &Spec, current: &Output) -> Result<&'static Bus> {
             rtype: current.rtype.clone(),
             provider_id: current.provider_id.clone(),
         }),
-        b => of_broker(b),
+        _ => for_spec(spec),
     }
 }
 

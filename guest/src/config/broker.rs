@@ -23,6 +23,7 @@ pub const IMPLEMENTED: &[(&str, &str)] = &[
     ("nats", "digitalocean.app_platform"),
     ("nats", "kubernetes"),
     ("kafka", "self_hosted"),
+    ("kinesis", "aws.kinesis"),
 ];
 /// The pairs the original plugin allowed.
 const ALLOWED: &[(&str, &[&str])] = &[
@@ -131,6 +132,10 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
         .str_list("url")
         .or_else(|| f.str_list("urls"))
         .unwrap_or_default();
+    let mut kinesis_identity = Json::new();
+    if provider == "kinesis" {
+        crate::buses::kinesis::account::read_config(&mut f, &mut kinesis_identity);
+    }
     if target == "self_hosted" && provider == "nats" && urls.is_empty() {
         f.error(
             "url",
@@ -216,6 +221,8 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
         "limits",
         "kafka",
         "kinesis",
+        "account",
+        "region",
     ]);
     if !diags.is_empty() {
         return Err(diags);
@@ -231,6 +238,11 @@ pub fn parse(resource: &str, config: &Json) -> Result<BrokerCfg, Vec<FieldDiag>>
         identity.remove("urls");
         identity.remove("domain");
         kafka_cluster::identity(k, &mut identity);
+    }
+    if provider == "kinesis" {
+        identity.remove("urls");
+        identity.remove("domain");
+        identity.extend(kinesis_identity);
     }
     Ok(BrokerCfg {
         provider,

@@ -70,6 +70,7 @@ pub fn resolve(desired: &[Spec], current: &[State]) -> Result<Vec<Resolved>> {
     let streams = resolve_streams(desired, &brokers, &mut resolved, &mut diags);
     resolve_consumers(desired, &brokers, &streams, &mut resolved, &mut diags);
     add_declared_dependencies(desired, &mut resolved, &mut diags);
+    buses::kinesis::limits::resolve(desired, current, &mut resolved, &mut diags);
     let specs: Vec<&Spec> = resolved.iter().map(|r| &r.spec).collect();
     diags.extend(crate::targets::kubernetes::unreachable_streams(&specs));
     diags.extend(file_streams_on_memory_brokers(&specs));
