@@ -72,27 +72,30 @@ fuzz_target!(|data: &[u8]| {
                "max_deliver": 5, "backoff": ["1s", "5s"]}),
     );
 
+    let stream_cfg = stream::parse(&stream_spec.name, &stream_spec.config).expect("a valid stream");
+    let consumer_cfg =
+        consumer::parse(&consumer_spec.name, &consumer_spec.config).expect("a valid consumer");
+
     // Stream: the raw live config, and the normalised projection a driver stores.
-    let changes = nats_stream::diff_output(&stream_spec, &output(STREAM, &reply, live.clone()))
-        .expect("a valid stream spec always diffs");
+    let changes =
+        nats_stream::diff_output(&stream_cfg, &output(STREAM, &reply, live.clone()).outputs);
     let _ = describe(&changes);
     let mut norm = live.clone();
     stream::normalise(&mut norm);
     let stored = project(stream::FIELDS, &norm);
     let _ = to_user(stream::FIELDS, &stored);
-    let _ = nats_stream::diff_output(&stream_spec, &output(STREAM, &reply, stored))
-        .expect("a valid stream spec always diffs");
+    let _ = nats_stream::diff_output(&stream_cfg, &output(STREAM, &reply, stored).outputs);
 
     // Consumer: the same.
-    let changes =
-        nats_consumer::diff_output(&consumer_spec, &output(CONSUMER, &reply, live.clone()))
-            .expect("a valid consumer spec always diffs");
+    let changes = nats_consumer::diff_output(
+        &consumer_cfg,
+        &output(CONSUMER, &reply, live.clone()).outputs,
+    );
     let _ = describe(&changes);
     let mut norm = live;
     consumer::normalise(&mut norm);
     let _ = consumer::request_config(&norm);
     let stored = project(consumer::FIELDS, &norm);
     let _ = to_user(consumer::FIELDS, &stored);
-    let _ = nats_consumer::diff_output(&consumer_spec, &output(CONSUMER, &reply, stored))
-        .expect("a valid consumer spec always diffs");
+    let _ = nats_consumer::diff_output(&consumer_cfg, &output(CONSUMER, &reply, stored).outputs);
 });
