@@ -109,9 +109,15 @@ fn ref_in(r: wit::ResourceRef) -> Ref {
     }
 }
 
-fn state_in(s: wit::ResourceState) -> Result<State, wit::ProviderError> {
+/// A recorded resource; its applied config is parsed only when `with_config` (it is empty
+/// otherwise).
+fn state_in(s: wit::ResourceState, with_config: bool) -> Result<State, wit::ProviderError> {
     Ok(State {
-        applied_config: obj(&s.applied_config_json)?,
+        applied_config: if with_config {
+            obj(&s.applied_config_json)?
+        } else {
+            Json::new()
+        },
         outputs: obj(&s.outputs_json)?,
         name: s.name,
         rtype: s.resource_type,
@@ -251,9 +257,16 @@ impl wprov::Guest for Component {
             .into_iter()
             .map(spec_in)
             .collect::<Result<Vec<_>, _>>()?;
+        // A recorded resource's applied config is only read when it is deleted (it becomes
+        // the delete's spec), so it is parsed only for those: a no-op plan skips them all.
+        let wanted: std::collections::HashSet<&str> =
+            desired.iter().map(|s| s.name.as_str()).collect();
         let current = current
             .into_iter()
-            .map(state_in)
+            .map(|s| {
+                let deleted = !wanted.contains(s.name.as_str());
+                state_in(s, deleted)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut actions = plan::plan(&desired, &current)?;
         buses::preflight(&mut actions)?;

@@ -602,7 +602,15 @@ mod tests {
     fn claims_find_the_same_overlaps_as_comparing_every_pair() {
         // The index only skips pairs whose first tokens differ and are both literal.
         let subjects = [
-            "bmw.>", "orders.created", "orders.*", "*.paid", ">", "a.b", "a.c", "x.*.z", "x.y.*",
+            "bmw.>",
+            "orders.created",
+            "orders.*",
+            "*.paid",
+            ">",
+            "a.b",
+            "a.c",
+            "x.*.z",
+            "x.y.*",
         ];
         for (i, s) in subjects.iter().enumerate() {
             let mut claims = Claims::default();
