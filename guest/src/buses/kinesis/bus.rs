@@ -12,10 +12,19 @@ pub const BUS: Bus = Bus {
     name: "kinesis",
     stream: Kind {
         parse: |spec| stream_config::parse(&spec.name, &spec.config).map(Config::KinesisStream),
-        create: |name, c| stream::create(name, stream_of(c)?),
+        create: |name, c| {
+            super::begin();
+            stream::create(name, stream_of(c)?)
+        },
         read: stream::read,
-        update: |r, name, c| stream::update(r, name, stream_of(c)?),
-        delete: stream::delete,
+        update: |r, name, c| {
+            super::begin();
+            stream::update(r, name, stream_of(c)?)
+        },
+        delete: |r| {
+            super::begin();
+            stream::delete(r)
+        },
         diff: |name, c, out| stream::diff(name, stream_of(c)?, out),
         check_version: |_, _, _| vec![],
         check_create: nothing_at_create,
@@ -42,10 +51,16 @@ pub const BUS: Bus = Bus {
     },
     consumer: Kind {
         parse: |spec| consumer::parse(&spec.name, &spec.config).map(Config::KinesisConsumer),
-        create: |name, c| consumer::create(name, consumer_of(c)?),
+        create: |name, c| {
+            super::begin();
+            consumer::create(name, consumer_of(c)?)
+        },
         read: consumer::read,
         update: |r, name, c| consumer::update(r, name, consumer_of(c)?),
-        delete: consumer::delete,
+        delete: |r| {
+            super::begin();
+            consumer::delete(r)
+        },
         diff: |_, c, out| Ok(consumer::diff(consumer_of(c)?, out)),
         check_version: |_, _, _| vec![],
         check_create: nothing_at_create,

@@ -24,9 +24,19 @@ use std::time::{Duration, Instant};
 pub const API: &str = "Kinesis_20131202";
 /// The cloud account a broker uses when its config names none.
 pub const DEFAULT_ACCOUNT: &str = "aws";
-/// How long one call waits for a stream or consumer to settle before handing back (the host
-/// stops a call after 120 s); the next apply picks the wait up again.
+/// How long one export call may spend waiting for streams and consumers to settle, all waits
+/// together (the host stops a call after 120 s); the next apply picks the wait up again.
 pub const WAIT: Duration = Duration::from_secs(90);
+
+thread_local! {
+    /// When the current export call's waiting must end ([`begin`]).
+    static DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Starts the wait budget of an export call (create, update, delete).
+pub fn begin() {
+    DEADLINE.with(|d| d.set(Some(Instant::now() + WAIT)));
+}
 /// Provider ids: `kinesis/<broker>/<stream>[/<consumer>]?account=<cloud account>&...`.
 pub const ID_PREFIX: &str = "kinesis/";
 
@@ -179,18 +189,20 @@ pub fn refused(resource: &str, path: &str, what: &str, e: &AwsError) -> Error {
     }
 }
 
-/// Polls `look` until it says done (Some), backing off from 100 ms to 3 s, for at most
-/// [`WAIT`]; then a transient error saying what is still pending (apply again to follow it).
+/// Polls `look` until it says done (Some), backing off from 100 ms to 3 s, until the call's
+/// deadline ([`begin`], else [`WAIT`] from now); then a transient error saying what is still pending (apply again to follow it).
 pub fn wait_for<T>(what: &str, mut look: impl FnMut() -> Result<Option<T>>) -> Result<T> {
-    let start = Instant::now();
+    let deadline = DEADLINE
+        .with(|d| d.get())
+        .unwrap_or_else(|| Instant::now() + WAIT);
     let mut delay = Duration::from_millis(100);
     loop {
         if let Some(t) = look()? {
             return Ok(t);
         }
-        if start.elapsed() >= WAIT {
+        if Instant::now() >= deadline {
             return Err(Error::Transient(format!(
-                "{what}: still not done after {}s; apply again to follow it",
+                "{what}: still not done when this call's {}s of waiting ran out; apply again to follow it",
                 WAIT.as_secs()
             )));
         }
