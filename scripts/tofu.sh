@@ -38,6 +38,20 @@ need_go() {
 
 # No CLI config of the user's (it only warns when there is none).
 export TF_CLI_CONFIG_FILE=/dev/null
+
+# The provider's source first: without it there is no comparison, so OpenTofu is not built
+# for nothing (that takes minutes).
+provider_dir_src=""
+if [ ! -x "$provider_bin" ] || [ "$(cat "$provider_dir/VERSION" 2>/dev/null)" != "$provider_version" ]; then
+  need_go terraform-provider-jetstream
+  provider_dir_src="$(module_dir github.com/nats-io/terraform-provider-jetstream "$provider_version")"
+  if [ -z "$provider_dir_src" ] && [ -z "${JETSTREAM_PROVIDER_SRC:-}" ]; then
+    echo "error: the Go module proxy refuses github.com/nats-io/terraform-provider-jetstream@$provider_version;" \
+      "set JETSTREAM_PROVIDER_SRC to a git clone of its repository" >&2
+    exit 1
+  fi
+fi
+
 if ! { [ -x "$tofu_bin" ] && "$tofu_bin" version 2>/dev/null | head -1 | grep -qx "OpenTofu $tofu_version"; }; then
   need_go OpenTofu
   echo "==> building OpenTofu $tofu_version from the Go module proxy (first time: several minutes)" >&2
@@ -53,7 +67,7 @@ fi
 if [ ! -x "$provider_bin" ] || [ "$(cat "$provider_dir/VERSION" 2>/dev/null)" != "$provider_version" ]; then
   need_go terraform-provider-jetstream
   echo "==> building terraform-provider-jetstream $provider_version" >&2
-  dir="$(module_dir github.com/nats-io/terraform-provider-jetstream "$provider_version")"
+  dir="$provider_dir_src"
   if [ -z "$dir" ]; then
     src="${JETSTREAM_PROVIDER_SRC:-}"
     if [ -z "$src" ]; then
