@@ -206,16 +206,21 @@ class Runtime:
                 n.add_func("[method]connection.endpoint", self._endpoint)
                 n.add_func("[method]connection.request", self._request)
             with root.add_instance(iface("kafka")) as k:
-                # Kafka administration is the Rust host's: here every connection is refused, so
-                # the methods (which need one) are never reached.
-                refused = "Kafka is not offered by the Python host: run this file with the Rust CLI (`eventbus`)"
+                # Kafka administration is the Rust host's: this host knows no Kafka broker and
+                # grants no Kafka endpoint (a plan of new Kafka resources still works, as the Rust
+                # CLI's does before their broker exists), so the methods, which need a
+                # connection, are never reached.
+                rust = "Kafka is not offered by the Python host: run this file with the Rust CLI (`eventbus`)"
 
                 def unreachable(*_):
                     raise RuntimeError("no Kafka connection exists in the Python host")
 
                 k.add_resource("connection", ResourceType.host(KAFKA_CONNECTION), lambda store, rep: None)
-                k.add_func("[static]connection.open-broker", lambda s, b: Variant("denied", refused))
-                k.add_func("[static]connection.open-endpoint", lambda s, e: Variant("denied", refused))
+                k.add_func(
+                    "[static]connection.open-broker",
+                    lambda s, b: Variant("unknown", f"Kafka broker {json.dumps(b)} is not known to the host: {rust}"),
+                )
+                k.add_func("[static]connection.open-endpoint", lambda s, e: Variant("denied", rust))
                 for m in ("broker", "endpoint", "api-versions", "request"):
                     k.add_func(f"[method]connection.{m}", unreachable)
             with root.add_instance(iface("brokers")) as b:
