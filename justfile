@@ -106,6 +106,15 @@ hostile:
 sandbox *filter: hostile
     cargo test -p eventbus-tests --test sandbox -- {{filter}}
 
+# The same component under three hosts: the Rust CLI, the Python host (hosts/python, wasmtime-py)
+# and the Node host (hosts/js, jco with JSPI). Every example that plans without a server is
+# planned identically (canonical JSON), each applies the pilot to its own nats-server (checked by
+# an independent client) and re-plans empty, and the hostile component's NATS attacks are
+# contained under each. Ends with `polyglot: rust, python, js: <n> configs planned identically,
+# pilot applied by each, <a>/<t> sandbox attacks contained per host`.
+polyglot: build hostile
+    cargo test -p eventbus-tests --test polyglot
+
 # Benchmarks, on what users run: the release CLI and component (what `just package` ships),
 # the benchmark itself built --release (its native diff links the guest crate at the
 # component's opt-level). Apply, no-op plan, start-up, boundary and memory beside native
