@@ -117,7 +117,6 @@ export class Runtime {
   imports() {
     if (this._imports) return this._imports;
     const rt = this, caps = this.caps;
-    const wrap = (f) => { try { return f(); } catch (e) { throw e instanceof CapError ? e : e; } };
     class Connection {
       constructor(c) { Object.assign(this, c); }
       static async openBroker(broker) {
@@ -150,7 +149,6 @@ export class Runtime {
       static openBroker(b) { throw CapError.unknown(`Kafka broker ${JSON.stringify(b)} is not known to the host: ${rust}`); }
       static openEndpoint() { throw CapError.denied(rust); }
     }
-    const levels = { trace: "debug", debug: "debug", info: "info", warn: "warn", error: "error" };
     const order = ["trace", "debug", "info", "warn", "error"];
     const threshold = order.indexOf(process.env.EVENTBUS_LOG === "debug" ? "debug" : process.env.EVENTBUS_LOG || "warn");
     const ours = {
@@ -158,7 +156,7 @@ export class Runtime {
       "eventbus:iac/types": {},
       "eventbus:iac/nats": { Connection },
       "eventbus:iac/kafka": { Connection: KafkaConnection },
-      "eventbus:iac/brokers": { bus: (broker) => wrap(() => (caps.nats.entry(broker) ? "nats" : "")) },
+      "eventbus:iac/brokers": { bus: (broker) => (caps.nats.entry(broker) ? "nats" : "") },
       "eventbus:iac/cloud": {
         call: (account) => { throw CapError.denied(`cloud account ${JSON.stringify(account)}: cloud APIs are not offered by the Node host; deploy targets other than self_hosted need the Rust CLI (\`eventbus\`)`); },
       },
@@ -174,7 +172,6 @@ export class Runtime {
           const cut = (s) => caps.secrets.redact(s.slice(0, 4096 + (64 << 10))).slice(0, 4096);
           const text = cut(message) + cut(fields.map(([k, v]) => ` ${k}=${v}`).join(""));
           if (order.indexOf(level) >= threshold) console.error(`${level.toUpperCase()} guest: ${text}`);
-          void levels;
         },
       },
       "wasi:cli/environment": { getEnvironment: () => [], getArguments: () => [], initialCwd: () => undefined },

@@ -12,14 +12,14 @@ variants as `Variant(tag, payload)`. Here they become dicts with snake_case keys
 
 from __future__ import annotations
 
-import json
 import hashlib
-from importlib import metadata
 import itertools
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import wasmtime

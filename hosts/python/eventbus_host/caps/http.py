@@ -8,8 +8,8 @@ the Rust CLI as the host for cloud deploy targets. Kafka likewise (see runtime.p
 
 from __future__ import annotations
 
-import json
 import ipaddress
+import json
 import socket
 
 import httpx

@@ -5,8 +5,8 @@ endpoints only, with credentials the host resolves from handles itself. On nats-
 
 from __future__ import annotations
 
-import json
 import asyncio
+import json
 import logging
 import threading
 from dataclasses import dataclass
