@@ -326,6 +326,10 @@ pub fn parse(path: &Path, text: &str, secrets: &SecretStore) -> Result<Infra, Ve
             (String::new(), json!({}))
         }
     };
+    // AWS keys in the file only as references (checked before `${ENV}` is expanded).
+    for (path, message, fix) in crate::caps::cloud::aws::plain_text_keys(&provider_config) {
+        l.diag(&provider_module, "iac.provider", &path, message, fix);
+    }
     l.expand(
         &provider_module,
         "iac.provider",

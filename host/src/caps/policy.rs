@@ -3,6 +3,7 @@
 //! hosts to come) enforces one description instead of keeping its own copy. Built from the
 //! tables the Rust host enforces itself, so the two cannot drift apart.
 
+use super::cloud::aws::{CREDENTIAL_REFUSALS, READ_ONLY_OPERATION_PREFIXES, SIGNATURE_HEADERS};
 use super::grant::{MUTATING_EXPORTS, READ_ONLY_METHODS};
 use super::kafka::apis::APIS;
 use super::nats::OPERATIONS;
@@ -42,6 +43,17 @@ pub fn describe() -> Value {
         "cloud": {
             "read_only_methods": READ_ONLY_METHODS,
             "grant": "methods and path prefixes per account (cloud_accounts.NAME.allow); paths with //, \\, whitespace, . or .. segments, %2e, %2f or %5c are refused",
+            "aws": {
+                "applies_to": "cloud accounts with auth: aws, a region and a service (the signing name); base_url defaults to https://<service>.<region>.amazonaws.com",
+                "signing": "Signature Version 4 by the host, for the account's region and service only, over the request as sent (the component's headers included); keys from the account's access_key_id/secret_access_key (${ENV} or secret:// only), its profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, the AWS_PROFILE profile of the shared files, or AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (STS AssumeRoleWithWebIdentity); never given to the component, and masked in every answer and log",
+                "grant": "allow entries list targets: the X-Amz-Target operations allowed (methods default to [POST], paths to [/]); a request naming an operation needs an entry listing it exactly, one naming none an entry without targets; checked before signing",
+                "read_only_operations": READ_ONLY_OPERATION_PREFIXES,
+                "read_only": "outside the mutating exports, only operations whose name starts with one of read_only_operations (requests without X-Amz-Target: GET and HEAD)",
+                "refused_headers": SIGNATURE_HEADERS,
+                "refused": "a second X-Amz-Target, a malformed one, a form body (the Query protocol's Action would bypass the operation grant), and Action or any refused_headers name as a query parameter",
+                "credential_refusals": CREDENTIAL_REFUSALS,
+                "credential_refusal": "an answer with one of credential_refusals (HTTP 400 or 403) becomes cap-error denied naming where the keys came from; temporary keys are fetched again",
+            },
         },
         "http": {"read_only_methods": READ_ONLY_METHODS, "grant": "origins in http_allow; public addresses only, no redirects followed"},
         "secrets": {"generate": "only in mutating exports"},
@@ -77,6 +89,11 @@ mod tests {
             .map(|a| a["name"].as_str().unwrap())
             .collect();
         assert!(kafka.contains(&"CreateTopics") && !kafka.contains(&"Produce"));
+        // The AWS rule: the signature's headers are refused, the signer's inputs listed.
+        let refused = p["cloud"]["aws"]["refused_headers"].as_array().unwrap();
+        assert!(
+            refused.contains(&json!("authorization")) && refused.contains(&json!("x-amz-date"))
+        );
         assert_eq!(
             p["mutating_exports"],
             json!(["create", "update", "delete", "scale", "destroy"])

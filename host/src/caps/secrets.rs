@@ -231,6 +231,12 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Re
 /// A `secret://NAME` reference: `EVENTBUS_SECRET_<NAME>` in the environment, or the file
 /// `$EVENTBUS_SECRETS_DIR/NAME`.
 pub fn lookup_named(name: &str) -> Option<String> {
+    lookup_named_in(name, &|k| std::env::var(k).ok())
+}
+
+/// [`lookup_named`] with the environment read through `env` (a cloud account's credential
+/// chain is tested with an environment of its own).
+pub fn lookup_named_in(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let var: String = name
         .chars()
         .map(|c| {
@@ -241,10 +247,10 @@ pub fn lookup_named(name: &str) -> Option<String> {
             }
         })
         .collect();
-    if let Ok(v) = std::env::var(format!("EVENTBUS_SECRET_{var}")) {
+    if let Some(v) = env(&format!("EVENTBUS_SECRET_{var}")) {
         return Some(v);
     }
-    let dir = std::env::var_os("EVENTBUS_SECRETS_DIR")?;
+    let dir = env("EVENTBUS_SECRETS_DIR")?;
     if name.contains(['/', '\\']) || name.starts_with('.') {
         return None;
     }
