@@ -19,6 +19,7 @@ pub use serde_json::{Value, json};
 pub mod do_fake;
 pub mod k8s_fake;
 pub mod kafka;
+pub mod kinesis;
 
 /// The workspace root (parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
