@@ -310,6 +310,9 @@ struct Env {
     quoted: String,
     /// The fake cloud account's bearer token: the operator's, known to the host only.
     cloud_token: String,
+    /// The AWS account's (`aws`, on the fake API) access key id and secret access key.
+    aws_key_id: String,
+    aws_secret: String,
     fake: FakeApi,
     /// Everything the guest or the host said back during the current attack.
     seen: Mutex<String>,
@@ -348,6 +351,7 @@ impl Env {
             &json!({"cloud_accounts": {
                 "fake": {"base_url": fake, "token": self.cloud_token,
                     "allow": [{"methods": ["GET", "POST"], "paths": ["/api"]}]},
+                "aws": aws::account(&fake, &self.aws_key_id, &self.aws_secret),
                 "k8s": {"kind": "kubernetes", "base_url": self.kube.url(), "token": eventbus_tests::k8s_fake::TOKEN,
                     "allow": [{"methods": ["GET", "POST", "PUT", "PATCH", "DELETE"],
                         "paths": [format!("/api/v1/namespaces/{}/", kube_secrets::NS)]}]}}}),
@@ -604,12 +608,18 @@ async fn nothing_arrived(subs: &mut [async_nats::Subscriber]) -> Result<(), Stri
 
 type R = Result<String, String>;
 
+#[path = "sandbox/aws.rs"]
+mod aws;
 #[path = "sandbox/kafka.rs"]
 mod kafka;
 #[path = "sandbox/kube_secrets.rs"]
 mod kube_secrets;
 #[path = "sandbox/least_privilege.rs"]
 mod least_privilege;
+use aws::{
+    forged_handles as aws_forged_handles, operations as aws_operations, regions as aws_regions,
+    signature_headers as aws_signature_headers,
+};
 use kafka::{
     auto_create as kafka_auto_create, change_in_plan as kafka_in_plan, configs as kafka_configs,
     data as kafka_data, decoder_bombs as kafka_bombs, groups as kafka_groups,
@@ -1963,6 +1973,26 @@ fn attacks() -> Vec<Attack> {
             limits,
             boxed!(cloud_reflection),
         ),
+        a(
+            "AWS operations outside the grant",
+            limits,
+            boxed!(aws_operations),
+        ),
+        a(
+            "AWS headers overriding the signature",
+            limits,
+            boxed!(aws_signature_headers),
+        ),
+        a(
+            "AWS other regions and endpoints",
+            limits,
+            boxed!(aws_regions),
+        ),
+        a(
+            "AWS forged credential handles",
+            limits,
+            boxed!(aws_forged_handles),
+        ),
         a("HTTP to private addresses", limits, boxed!(http_private)),
         a(
             "HTTP redirects and DNS to private",
@@ -2049,6 +2079,8 @@ async fn aftermath(e: &Env, rt: &Runtime) -> R {
         ("secret `other`", &e.other),
         ("secret `quoted`", &e.quoted),
         ("the cloud account's token", &e.cloud_token),
+        ("the AWS account's secret access key", &e.aws_secret),
+        ("the AWS account's access key id", &e.aws_key_id),
     ] {
         if leaked(&seen, secret) {
             return Err(format!(
@@ -2111,6 +2143,8 @@ fn main() {
         other: random_text("other"),
         quoted: format!("{}\"<{}", random_text("q"), random_text("uoted")),
         cloud_token: random_text("cloud-token"),
+        aws_key_id: random_text("AKIA").to_ascii_uppercase(),
+        aws_secret: random_text("aws-secret"),
         fake: FakeApi::start(tripwire.port),
         kube: kube_secrets::start_api(),
         tripwire,
