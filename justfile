@@ -61,6 +61,13 @@ chaos: build
 package profile="release":
     scripts/package.sh {{profile}}
 
+# Distribution by digest: push the component as an OCI artifact (wasm-pkg-tools' layout: an
+# application/vnd.wasm.config.v0+json config, one application/wasm layer) to REGISTRY/REPO, and
+# print `oci://REGISTRY/REPO@sha256:<manifest digest>` for `eventbus --component`. Plain HTTP
+# only for a loopback registry (e.g. `docker-registry serve` on 127.0.0.1:5000).
+publish registry=env_var_or_default("REGISTRY", "127.0.0.1:5000") repo=env_var_or_default("REPO", "eventbus/iac"): build
+    target/debug/eventbus --component target/wasm32-wasip2/release/eventbus_guest.wasm publish "oci://{{registry}}/{{repo}}"
+
 # wfctl's conformance scenarios, through the plugin bridge against a real nats-server.
 wfctl-conformance: build
     #!/usr/bin/env bash

@@ -50,7 +50,12 @@ schema="$(cd "$out" && "./$name" schema)"
 # The capability rules every host must enforce on the component, as data (`eventbus policy`).
 "$out/$name" policy > "$out/policy.json"
 
-SCHEMA="$schema" VERSION="$version" python3 - "$out/plugin.json" <<'PY'
+# The component pinned by digest: its file's sha256, and the oci:// reference `just publish`
+# pushes it under (the digest depends only on the component's bytes, so it is known here).
+oci="$("$out/$name" --component "$out/eventbus_guest.wasm" publish --dry-run "oci://${REGISTRY:-127.0.0.1:5000}/${REPO:-eventbus/iac}")"
+wasm_sha="sha256:$(sha256sum "$out/eventbus_guest.wasm" | awk '{print $1}')"
+
+OCI="$oci" WASM_SHA="$wasm_sha" SCHEMA="$schema" VERSION="$version" python3 - "$out/plugin.json" <<'PY'
 import json, os, sys
 schemas = json.loads(os.environ["SCHEMA"])
 types = sorted(schemas)
@@ -76,6 +81,12 @@ manifest = {
     },
     "iacProvider": {"computePlanVersion": "v2"},
     "iacServices": services,
+    # Which component this plugin runs: the file beside it, and the same bytes in a registry.
+    "eventbusComponent": {
+        "file": "eventbus_guest.wasm",
+        "sha256": os.environ["WASM_SHA"],
+        "oci": os.environ["OCI"],
+    },
 }
 with open(sys.argv[1], "w") as f:
     json.dump(manifest, f, indent=2)

@@ -30,7 +30,8 @@ struct Cli {
     /// Output format: text for people, json for programs.
     #[arg(short, long, global = true, value_enum, default_value = "text")]
     output: Format,
-    /// The provider component (.wasm) [default: beside this binary, or the cargo build output].
+    /// The provider component: a .wasm file, or oci://REGISTRY/REPO@sha256:<digest> (pulled,
+    /// verified by digest, cached) [default: beside this binary, or the cargo build output].
     #[arg(long, global = true, env = "EVENTBUS_COMPONENT")]
     component: Option<PathBuf>,
     /// Seconds to wait for another process's state lock.
@@ -115,6 +116,16 @@ enum Command {
         /// Allow deleting this protected resource (repeatable; * for all).
         #[arg(long = "allow-replace", value_name = "NAME")]
         allow_replace: Vec<String>,
+    },
+    /// Push the component (--component, or the default) to an OCI registry in the
+    /// component-model layout; prints oci://REGISTRY/REPO@sha256:<digest> to pin.
+    Publish {
+        /// oci://REGISTRY/REPO[:TAG] (plain HTTP only for a loopback registry).
+        target: String,
+        /// Print the reference it would pin without pushing (the digest depends only on the
+        /// component's bytes).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Bring an existing stream or consumer under management.
     Import {
@@ -230,6 +241,9 @@ fn main() {
             }
             Command::Schema { rtype, bus } => {
                 commands::schema::run(&ctx, rtype.as_deref(), bus.as_deref()).await
+            }
+            Command::Publish { target, dry_run } => {
+                commands::publish::run(&ctx, target, *dry_run).await
             }
             Command::Policy => {
                 let text = serde_json::to_string_pretty(&eventbus_host::caps::policy::describe())?;

@@ -20,6 +20,7 @@ pub mod do_fake;
 pub mod k8s_fake;
 pub mod kafka;
 pub mod kinesis;
+pub mod registry;
 
 /// The workspace root (parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod drift;
 pub mod import;
 pub mod plan;
+pub mod publish;
 pub mod schema;
 pub mod status;
 pub mod unlock;

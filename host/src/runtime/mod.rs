@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod limits;
+pub mod oci;
 pub mod pool;
 
 use crate::caps::Caps;
@@ -391,6 +392,10 @@ pub fn error_text(e: &wit::ProviderError) -> String {
 
 pub fn component_path(given: Option<&Path>) -> Result<PathBuf> {
     match given {
+        // oci://REGISTRY/REPO@sha256:…: pulled, verified by digest and cached (runtime/oci/).
+        Some(p) if p.to_str().is_some_and(oci::is_reference) => {
+            oci::pull::fetch(p.to_str().unwrap_or_default())
+        }
         Some(p) => Ok(p.to_path_buf()),
         None => default_component().context(
             "cannot find the component eventbus_guest.wasm: build it with `just build` (cargo build -p eventbus-guest --target wasm32-wasip2 --release) or pass --component",
