@@ -2,7 +2,7 @@
 //! on loopback (Debian's docker-registry, the CNCF distribution server) by `eventbus publish`
 //! (what `just publish` runs), then loaded by `--component oci://…@sha256:…` from a clean
 //! cache; a tampered layer and a tampered manifest in the registry's storage are refused with
-//! both digests named, and nothing of them is cached.
+//! both digests named, and nothing of them is cached. The Python host does the same.
 
 use eventbus_tests::registry::{Registry, registry_bin};
 use eventbus_tests::{Cli, Output, TempDir, pilot_path, workspace_root};
@@ -120,6 +120,36 @@ fn publish_pull_verify_and_refuse_tampering() {
     let again = Cli::new(workspace_root()).run(&["--component", &component, "publish", &target]);
     assert_eq!(again.stdout.trim(), pinned, "{again}");
 
+    // A standard tool reads it: ORAS's CLI (`oras`, or $ORAS_BIN; e.g. `go install
+    // oras.land/oras/cmd/oras@v1.3.6`) pulls the layer as eventbus_guest.wasm, byte for byte.
+    let oras = std::env::var_os("ORAS_BIN")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join("oras"))
+                .find(|p| p.is_file())
+        });
+    let mut checked = vec!["rust"];
+    match oras {
+        Some(oras) => {
+            checked.push("oras");
+            let dir = TempDir::new("oras");
+            let reference = pinned.trim_start_matches("oci://").to_string();
+            let out = Cli::program(oras, dir.path()).run(&[
+                "pull",
+                "--plain-http",
+                "-o",
+                ".",
+                &reference,
+            ]);
+            assert_eq!(out.code, 0, "{out}");
+            let pulled = std::fs::read(dir.path().join("eventbus_guest.wasm"))
+                .unwrap_or_else(|e| panic!("oras pulled no eventbus_guest.wasm ({e}): {out}"));
+            assert_eq!(sha256(&pulled), layer, "oras reads the component we pushed");
+        }
+        None => eprintln!("oci: the oras check SKIPPED: no oras on PATH (or $ORAS_BIN)"),
+    }
+
     // Load by digest from a clean cache: validate, then plan the pilot.
     let cache = TempDir::new("oci-cache");
     let out = run(cache.path(), &pinned, "validate");
@@ -136,14 +166,14 @@ fn publish_pull_verify_and_refuse_tampering() {
     let blob = registry.blob_file(&layer);
     let at = wasm_bytes.len() / 2;
     let original = tamper(&blob, at, wasm_bytes[at] ^ 0xff);
-    let tampered = sha256(&std::fs::read(&blob).unwrap());
+    let tampered_layer = sha256(&std::fs::read(&blob).unwrap());
     let clean = TempDir::new("oci-cache");
     let out = run(clean.path(), &pinned, "validate");
     assert_eq!(out.code, 1, "{out}");
     for want in [
         "refusing",
         &layer,
-        &tampered,
+        &tampered_layer,
         "expected",
         "actual",
         "just publish",
@@ -160,7 +190,63 @@ fn publish_pull_verify_and_refuse_tampering() {
     // What was verified and cached before stays good: it is checked against the digest locally.
     let out = run(cache.path(), &pinned, "validate");
     assert_eq!(out.code, 0, "{out}");
-    std::fs::write(&blob, original).unwrap();
+    std::fs::write(&blob, &original).unwrap();
+
+    // The Python host (hosts/python/eventbus_host/oci.py) loads the same reference and refuses
+    // the same tampering; it needs .venv's wasmtime (./dev setup).
+    if workspace_root().join(".venv/bin/python").is_file() {
+        checked.push("python");
+        let py = |cache: &Path| {
+            let state = TempDir::new("oci-state");
+            Cli::program(eventbus_tests::python(), workspace_root())
+                .env(
+                    "PYTHONPATH",
+                    &workspace_root().join("hosts/python").display().to_string(),
+                )
+                .env("EVENTBUS_CACHE_DIR", &cache.display().to_string())
+                .env("NATS_URL", "nats://127.0.0.1:1")
+                .run(&[
+                    "-m",
+                    "eventbus_host",
+                    "--component",
+                    &pinned,
+                    "-f",
+                    &pilot_path().display().to_string(),
+                    "--state",
+                    &state.path().join("state.json").display().to_string(),
+                    "plan",
+                ])
+        };
+        let clean = TempDir::new("oci-cache");
+        let out = py(clean.path());
+        assert_eq!(
+            out.code, 2,
+            "the Python host plans the pilot from the registry: {out}"
+        );
+        assert_eq!(
+            cached_blobs(clean.path()),
+            vec![format!("{}.wasm", layer.replace(':', "-"))]
+        );
+        tamper(&blob, at, wasm_bytes[at] ^ 0xff);
+        let clean = TempDir::new("oci-cache");
+        let out = py(clean.path());
+        assert_eq!(out.code, 1, "{out}");
+        for want in ["refusing", &layer, &tampered_layer] {
+            assert!(
+                out.stderr.contains(want),
+                "the Python host's refusal must say {want:?}: {out}"
+            );
+        }
+        assert!(
+            cached_blobs(clean.path()).is_empty(),
+            "a refused blob must not be cached"
+        );
+        std::fs::write(&blob, &original).unwrap();
+    } else if std::env::var_os("CI").is_some() {
+        panic!("no .venv: CI runs ./dev setup, which makes the Python host's environment");
+    } else {
+        eprintln!("oci: the Python host's part SKIPPED: no .venv (./dev setup makes it)");
+    }
 
     // A tampered manifest (still valid JSON): its bytes no longer hash to the pinned digest.
     let mfile = registry.blob_file(&digest);
@@ -189,6 +275,7 @@ fn publish_pull_verify_and_refuse_tampering() {
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("has no digest"), "{out}");
     eprintln!(
-        "oci: published {pinned}; pulled and planned from a clean cache; tampered layer and manifest refused"
+        "oci: published {pinned}; pulled and planned from a clean cache, tampered layer and manifest refused ({})",
+        checked.join(", ")
     );
 }

@@ -26,6 +26,7 @@ import wasmtime
 from wasmtime import Config, Engine, Store, WasiConfig
 from wasmtime.component import Component, Linker, Record, ResourceHost, ResourceType, Variant
 
+from . import oci
 from .caps import CapError
 from .caps import secrets as secrets_cap
 from .caps.grant import CallGrant
@@ -129,8 +130,11 @@ class Caps:
 
 
 def component_path(explicit: str | os.PathLike | None = None) -> Path:
-    """--component, $EVENTBUS_COMPONENT, or the release build in the repository this runs from."""
+    """--component, $EVENTBUS_COMPONENT (a file, or oci://REGISTRY/REPO@sha256:<digest>, pulled and
+    verified by oci.py), or the release build in the repository this runs from."""
     for p in (explicit, os.environ.get("EVENTBUS_COMPONENT")):
+        if p and oci.is_reference(p):
+            return oci.fetch(str(p))
         if p:
             return Path(p)
     here = Path.cwd()
