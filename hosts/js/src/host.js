@@ -9,7 +9,8 @@
 //   await s.close();
 import { SecretStore } from "./caps/secrets.js";
 import { canonical, Diag, Invalid, load } from "./infra.js";
-import { Caps, componentPath, errorText, ProviderError, Runtime, Trap } from "./runtime.js";
+import { resolveComponent } from "./oci.js";
+import { Caps, errorText, ProviderError, Runtime, Trap } from "./runtime.js";
 import { defaultStatePath, recordFrom, secretsFile, State } from "./state.js";
 
 const jsonOf = (t) => { try { return JSON.parse(t); } catch { return t; } };
@@ -47,7 +48,7 @@ export class Session {
       if (r.type === "infra.eventbus" && r.outputs && typeof r.outputs === "object") { s.caps.grantBrokerOutputs(r.outputs); s.caps.registerBroker(r.name, r.outputs); }
     }
     s.secrets.keepGeneratedIn(secretsFile(s.statePath));
-    s.runtime = await Runtime.load(componentPath(component), s.caps);
+    s.runtime = await Runtime.load(await resolveComponent(component), s.caps);
     s.guest = await s.fresh();
     return s;
   }
