@@ -188,29 +188,33 @@ pub fn create(resource: &str, c: &ConsumerCfg) -> Result<Output> {
     })?;
     stream::wait_active(resource, &at.account, &at.stream)?;
     let body = json!({"StreamARN": arn, "ConsumerName": at.name});
-    match call(&at.account, "RegisterStreamConsumer", body)? {
-        Ok(_) => {}
-        Err(e) if e.is("ResourceInUseException") => {}
-        Err(e) if e.is("LimitExceededException") => {
-            return Err(Error::invalid(
+    let what = format!(
+        "RegisterStreamConsumer {} (at most 5 consumers register at once)",
+        at.name
+    );
+    wait_for(&what, || {
+        match call(&at.account, "RegisterStreamConsumer", body.clone())? {
+            Ok(_) => Ok(Some(())),
+            Err(e) if e.is("ResourceInUseException") => Ok(Some(())),
+            // AWS (and kinesis-mock) register at most 5 consumers of a stream at a time.
+            Err(e) if e.is("LimitExceededException") && registering(&e.message) => Ok(None),
+            Err(e) if e.is("LimitExceededException") => Err(Error::invalid(
                 resource,
                 "config.stream_name",
                 format!(
                     "Kinesis refused another consumer on {}: {}",
                     at.stream, e.message
                 ),
-                "a stream holds at most 20 consumers, at most 5 registering at once: apply again, or remove consumers",
-            ));
-        }
-        Err(e) => {
-            return Err(refused(
+                "a stream holds at most 20 consumers: remove some, or read another stream",
+            )),
+            Err(e) => Err(refused(
                 resource,
                 "config.name",
                 "RegisterStreamConsumer",
                 &e,
-            ));
+            )),
         }
-    }
+    })?;
     let d = wait_active(resource, &at, &arn)?;
     Ok(output(resource, &at, &d))
 }
@@ -234,6 +238,12 @@ pub fn update(r: &Ref, resource: &str, _: &ConsumerCfg) -> Result<Output> {
         name: resource.into(),
         ..r.clone()
     })
+}
+
+/// The limit of consumers registering at once (it passes), not of consumers per stream.
+fn registering(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("at the same time") || m.contains("creating") || m.contains("rate")
 }
 
 /// Deregisters it and waits until it is gone; a consumer or stream already gone is done.

@@ -241,7 +241,7 @@ pub fn create(resource: &str, c: &StreamCfg) -> Result<Output> {
                 Err(e) if e.is("LimitExceededException") && e.message.contains("CREATING") => {
                     Ok(None)
                 }
-                Err(e) => Err(refused(resource, "config", "CreateStream", &e)),
+                Err(e) => Err(refused(resource, "config.name", "CreateStream", &e)),
             }
         },
     )?;
