@@ -215,7 +215,7 @@ fn the_schema_of_a_stream_and_a_consumer_is_given_per_bus() {
         .iter()
         .filter_map(|s| s["x-bus"].as_str().map(String::from))
         .collect();
-    assert_eq!(buses, ["nats", "kafka"], "{both}");
+    assert_eq!(buses, ["nats", "kafka", "kinesis"], "{both}");
     let kafka = cli.run(&["schema", "infra.eventbus.stream", "--bus", "kafka"]);
     kafka.expect_code(0);
     let props = &kafka.json()["properties"];
