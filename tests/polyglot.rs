@@ -24,15 +24,13 @@ use eventbus_host::caps::nats::NatsCap;
 use eventbus_host::caps::secrets::SecretStore;
 use eventbus_host::runtime::limits::Limits;
 use eventbus_host::runtime::{Runtime, wit};
+use eventbus_tests::tripwire::{TokenServer, Tripwire};
 use eventbus_tests::{
-    Cli, NatsServer, Output, Owned, PILOT_CONSUMERS, PILOT_STREAM, TempDir, Value, json,
-    nats_server_bin, workspace_root,
+    Cli, NatsServer, Output, PILOT_CONSUMERS, PILOT_STREAM, TempDir, Value, json, workspace_root,
 };
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const HOSTS: [&str; 3] = ["rust", "python", "js"];
@@ -319,71 +317,6 @@ async fn pilot_applied_by_each(failures: &mut Vec<String>, first_plan: &mut Vec<
 
 // ---------------------------------------------------------------------------------------------
 // 4. The NATS sandbox proof under each host
-
-/// A loopback listener that counts every connection made to it.
-struct Tripwire {
-    port: u16,
-    hits: Arc<AtomicUsize>,
-}
-
-impl Tripwire {
-    fn start() -> Tripwire {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind the tripwire");
-        let port = l.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                h.fetch_add(1, Ordering::SeqCst);
-                drop(s);
-            }
-        });
-        Tripwire { port, hits }
-    }
-}
-
-/// A nats-server that requires a token, without JetStream.
-struct TokenServer {
-    child: Child,
-    url: String,
-}
-
-impl TokenServer {
-    fn start(token: &str) -> TokenServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--auth", token])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .owned()
-            .spawn()
-            .expect("start the token nats-server");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the token nats-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        TokenServer {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Env {
     nats: NatsServer,
@@ -923,7 +856,7 @@ async fn servers_untouched(
     if info["state"]["messages"] != json!(3) || info["state"]["consumer_count"] != json!(1) {
         return Err(format!("VICTIM changed: {}", info["state"]));
     }
-    if e.tripwire.hits.load(Ordering::SeqCst) != 0 {
+    if e.tripwire.hits() != 0 {
         return Err("the tripwire listener saw a connection".into());
     }
     // A round trip to the server after the host finished: anything it published has arrived.

@@ -26,13 +26,13 @@ use eventbus_host::caps::secrets::SecretStore;
 use eventbus_host::runtime::limits::Limits;
 use eventbus_host::runtime::pool::Pool;
 use eventbus_host::runtime::{Guest, Runtime, error_text, wit};
-use eventbus_tests::{NatsServer, Owned, TempDir, Value, json, nats_server_bin, workspace_root};
+use eventbus_tests::tripwire::{TokenServer, Tripwire};
+use eventbus_tests::{NatsServer, TempDir, Value, json, workspace_root};
 use std::future::Future;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,74 +71,6 @@ impl Write for LogWriter {
 impl Logs {
     fn take(&self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut *self.0.lock().unwrap())).into_owned()
-    }
-}
-
-/// A loopback listener that counts every connection anyone makes to it.
-struct Tripwire {
-    port: u16,
-    hits: Arc<AtomicUsize>,
-}
-
-impl Tripwire {
-    fn start() -> Tripwire {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind the tripwire");
-        let port = l.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                h.fetch_add(1, Ordering::SeqCst);
-                drop(s);
-            }
-        });
-        Tripwire { port, hits }
-    }
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-/// A nats-server that requires a token (`--auth`), without JetStream.
-struct TokenServer {
-    child: Child,
-    url: String,
-}
-
-impl TokenServer {
-    fn start(token: &str) -> TokenServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--auth", token])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .owned()
-            .spawn()
-            .expect("start the token nats-server");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "token nats-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        TokenServer {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -21,6 +21,7 @@ pub mod k8s_fake;
 pub mod kafka;
 pub mod kinesis;
 pub mod registry;
+pub mod tripwire;
 
 /// The workspace root (parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
