@@ -19,23 +19,13 @@ use eventbus_host::caps::nats::NatsCap;
 use eventbus_host::caps::secrets::SecretStore;
 use eventbus_host::runtime::limits::Limits;
 use eventbus_host::runtime::{Runtime, wit};
+use eventbus_tests::hostile::hostile_wasm;
 use eventbus_tests::kafka::{KAFKA_VERSIONS, Kafka, KafkaOpts};
-use eventbus_tests::{Value, json, workspace_root};
-use std::path::PathBuf;
+use eventbus_tests::{Value, json};
 use std::sync::Arc;
 
 const API_VERSIONS_V: i16 = 3;
 const METADATA_V: i16 = 9;
-
-fn hostile_wasm() -> PathBuf {
-    match std::env::var_os("EVENTBUS_HOSTILE_WASM") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"))
-            .join("wasm32-wasip2/release/eventbus_hostile.wasm"),
-    }
-}
 
 fn hex<T: Encodable>(msg: &T, v: i16) -> String {
     let mut b = BytesMut::new();

@@ -21,11 +21,10 @@ use eventbus_host::caps::nats::NatsCap;
 use eventbus_host::caps::secrets::SecretStore;
 use eventbus_host::runtime::limits::Limits;
 use eventbus_host::runtime::{Runtime, wit};
+use eventbus_tests::hostile::{Logs, hostile_wasm};
 use eventbus_tests::kinesis::{KinesisMock, Moto, REGION};
-use eventbus_tests::{TempDir, Value, json, workspace_root};
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use eventbus_tests::{TempDir, Value, json};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 const LIST: &str = "Kinesis_20131202.ListStreams";
@@ -33,49 +32,13 @@ const CREATE: &str = "Kinesis_20131202.CreateStream";
 const DELETE: &str = "Kinesis_20131202.DeleteStream";
 const SUMMARY: &str = "Kinesis_20131202.DescribeStreamSummary";
 
-fn hostile_wasm() -> PathBuf {
-    match std::env::var_os("EVENTBUS_HOSTILE_WASM") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"))
-            .join("wasm32-wasip2/release/eventbus_hostile.wasm"),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The host's logs, captured for the canary check
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-struct LogWriter(Logs);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Everything the host logs in this test binary, at trace.
 fn logs() -> &'static Logs {
     static LOGS: OnceLock<Logs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let sink = logs.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "warn,eventbus_host=trace,guest=trace",
-            ))
-            .with_ansi(false)
-            .with_writer(move || LogWriter(sink.clone()))
-            .init();
-        logs
-    })
+    LOGS.get_or_init(Logs::capture)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,7 +136,7 @@ impl Host {
     /// No canary in `text` nor in the host's logs so far.
     #[track_caller]
     fn no_canary(&self, text: &str) {
-        let logged = String::from_utf8_lossy(&logs().0.lock().unwrap()).to_string();
+        let logged = logs().text();
         for c in &self.canaries {
             assert!(
                 !text.contains(c.as_str()),
@@ -189,7 +152,7 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        let logged = String::from_utf8_lossy(&logs().0.lock().unwrap()).to_string();
+        let logged = logs().text();
         if !std::thread::panicking() {
             for c in &self.canaries {
                 assert!(

@@ -26,6 +26,7 @@ use eventbus_host::caps::secrets::SecretStore;
 use eventbus_host::runtime::limits::Limits;
 use eventbus_host::runtime::pool::Pool;
 use eventbus_host::runtime::{Guest, Runtime, error_text, wit};
+use eventbus_tests::hostile::{Logs, hostile_wasm};
 use eventbus_tests::tripwire::{TokenServer, Tripwire};
 use eventbus_tests::{NatsServer, TempDir, Value, json, workspace_root};
 use std::future::Future;
@@ -37,42 +38,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where `just hostile` (cargo build -p eventbus-hostile --target wasm32-wasip2 --release)
-/// puts the hostile component; `$EVENTBUS_HOSTILE_WASM` overrides.
-fn hostile_wasm() -> PathBuf {
-    match std::env::var_os("EVENTBUS_HOSTILE_WASM") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"))
-            .join("wasm32-wasip2/release/eventbus_hostile.wasm"),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-/// Everything the host logs (all of `eventbus_host` and the guest's `log` import, at trace).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-struct LogWriter(Logs);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn take(&self) -> String {
-        String::from_utf8_lossy(&std::mem::take(&mut *self.0.lock().unwrap())).into_owned()
-    }
-}
 
 /// Standard base64 (what Kubernetes does to a Secret's `stringData`).
 fn base64(bytes: &[u8]) -> String {
@@ -753,7 +720,7 @@ async fn stdio(e: &Env, rt: &Runtime) -> R {
     let (c, printed) =
         capture_stdio(&path, call(e, &mut g, "stdio", json!({"canary": marker}))).await;
     let v = c.out()?;
-    let logged = String::from_utf8_lossy(&e.logs.0.lock().unwrap()).contains(&marker);
+    let logged = e.logs.text().contains(&marker);
     if printed.contains(&marker) || logged {
         return Err("the guest's stdout/stderr reached the host's".into());
     }
@@ -1119,7 +1086,7 @@ async fn secrets_handles(e: &Env, rt: &Runtime) -> R {
         match made["handle"].as_str() {
             Some(h) if h == format!("{{{{secret:{name}}}}}") => {
                 let value = rt.caps.secrets.resolve(h).unwrap_or_default();
-                let logs = String::from_utf8_lossy(&e.logs.0.lock().unwrap()).into_owned();
+                let logs = e.logs.text();
                 let seen = e.seen.lock().unwrap().clone();
                 if value.len() >= 8 && (leaked(&seen, &value) || leaked(&logs, &value)) {
                     return Err(format!("the value generated for {name} came out"));
@@ -1402,8 +1369,7 @@ async fn log_handle(e: &Env, rt: &Runtime) -> R {
     )
     .await;
     c.out()?;
-    let logs = e.logs.0.lock().unwrap().clone();
-    let logs = String::from_utf8_lossy(&logs);
+    let logs = e.logs.text();
     if !logs.contains("token={{secret:locked-token}}") {
         return Err("the guest's log line did not arrive as written".into());
     }
@@ -1422,7 +1388,7 @@ async fn log_value(e: &Env, rt: &Runtime) -> R {
     }
     let c = call(e, &mut g, "log", json!({"messages": messages})).await;
     c.out()?;
-    let logs = String::from_utf8_lossy(&e.logs.0.lock().unwrap()).into_owned();
+    let logs = e.logs.text();
     if logs.matches("[redacted]").count() < 10 {
         return Err("the host did not redact the secret values in the guest's logs".into());
     }
@@ -2045,15 +2011,7 @@ fn main() {
         std::env::set_var(CANARY_SECRET_VAR, &canary);
         std::env::set_var("EVENTBUS_CACHE_DIR", &cache);
     }
-    let logs = Logs::default();
-    let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "warn,eventbus_host=trace,guest=trace",
-        ))
-        .with_ansi(false)
-        .with_writer(move || LogWriter(sink.clone()))
-        .init();
+    let logs = Logs::capture();
 
     let tmp = TempDir::new("sandbox");
     let file_canary = random_text("file-canary");

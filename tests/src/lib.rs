@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 pub use serde_json::{Value, json};
 
 pub mod do_fake;
+pub mod hostile;
 pub mod k8s_fake;
 pub mod kafka;
 pub mod kinesis;
